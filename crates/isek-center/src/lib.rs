@@ -1,0 +1,1 @@
+//! The Isek Center.

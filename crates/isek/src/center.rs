@@ -1,0 +1,200 @@
+//! [`IsekCenterRegistry`]: the HTTP client of an Isek Center.
+//!
+//! Speaks the original protocol (see [`crate::wire::center`]), so it works against our
+//! center and against the original Python one. One `reqwest` client per registry keeps
+//! connections alive between calls; timeouts default to the original client's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::wire::center::{
+    AVAILABLE_NODES_PATH, AvailableNodes, DEREGISTER_PATH, Envelope, ListedNode, NodeIdRequest,
+    REGISTER_PATH, RENEW_PATH, RegisterRequest,
+};
+use crate::{Error, Metadata, NodeInfo, Registry, Result};
+
+/// How to reach a center.
+#[derive(Debug, Clone)]
+pub struct CenterConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8088` (a trailing `/` is ignored).
+    pub url: String,
+    /// Timeout of register, deregister and list calls (original: 10 s).
+    pub timeout: Duration,
+    /// Timeout of renew calls (original: 5 s), shorter so a heartbeat fails fast.
+    pub renew_timeout: Duration,
+    /// Timeout for establishing a TCP connection.
+    pub connect_timeout: Duration,
+}
+
+impl CenterConfig {
+    /// The original client's timeouts against `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            timeout: Duration::from_secs(10),
+            renew_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A [`Registry`] backed by an Isek Center over HTTP.
+#[derive(Debug, Clone)]
+pub struct IsekCenterRegistry {
+    /// Timeouts and the base URL without its trailing slash.
+    config: CenterConfig,
+    /// Shared connection pool; cloning the registry shares it.
+    http: reqwest::Client,
+}
+
+impl IsekCenterRegistry {
+    /// A client of the center at `url` with the original timeouts.
+    pub fn new(url: impl Into<String>) -> Result<Self> {
+        Self::with_config(CenterConfig::new(url))
+    }
+
+    /// A client with explicit timeouts.
+    pub fn with_config(mut config: CenterConfig) -> Result<Self> {
+        let trimmed = config.url.trim_end_matches('/').to_owned();
+        if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+            return Err(Error::InvalidArgument(format!(
+                "center URL '{}' must start with http:// or https://",
+                config.url
+            )));
+        }
+        config.url = trimmed;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Backend(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self { config, http })
+    }
+
+    /// The base URL this client talks to.
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    /// POSTs `body` as JSON to `path` and decodes the envelope.
+    async fn post<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<()> {
+        let url = format!("{}{}", self.config.url, path);
+        let request = self.http.post(&url).json(body).timeout(timeout);
+        let _: Envelope<serde_json::Value> = self.send(&url, request).await?;
+        Ok(())
+    }
+
+    /// Sends a request, maps transport failures and non-200 envelopes to [`Error`].
+    async fn send<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Envelope<T>> {
+        let response = request.send().await.map_err(|e| transport_error(url, &e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(url, &e))?;
+        if status.is_success() {
+            let envelope: Envelope<T> = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::Backend(format!("{url}: unexpected response body ({e})")))?;
+            if envelope.code == 200 {
+                return Ok(envelope);
+            }
+            return Err(status_error(envelope.code, envelope.message));
+        }
+        // Error bodies are envelopes from ISEK centers, but a proxy or the original's
+        // HTML error pages are not: fall back to the status line.
+        let message = serde_json::from_slice::<Envelope<serde_json::Value>>(&bytes)
+            .map(|e| e.message)
+            .unwrap_or_else(|_| format!("{url} answered HTTP {status}"));
+        Err(status_error(status.as_u16(), message))
+    }
+}
+
+/// Maps a status code (HTTP or envelope) to the error a caller can act on.
+fn status_error(code: u16, message: String) -> Error {
+    match code {
+        404 => Error::NotFound(message),
+        409 => Error::Conflict(message),
+        401 | 403 => Error::PermissionDenied(message),
+        400 | 405 | 411 | 413 | 415 | 422 => Error::InvalidArgument(message),
+        429 | 502 | 503 | 504 => Error::Unavailable(message),
+        _ => Error::Backend(format!("HTTP {code}: {message}")),
+    }
+}
+
+/// Connection failures and timeouts are [`Error::Unavailable`], naming the URL.
+fn transport_error(url: &str, error: &reqwest::Error) -> Error {
+    if error.is_timeout() {
+        Error::Unavailable(format!("{url}: timed out"))
+    } else if error.is_connect() {
+        Error::Unavailable(format!("{url}: cannot connect ({error})"))
+    } else {
+        Error::Unavailable(format!("{url}: {error}"))
+    }
+}
+
+#[async_trait]
+impl Registry for IsekCenterRegistry {
+    async fn register_node(
+        &self,
+        node_id: &str,
+        host: &str,
+        port: u16,
+        metadata: Metadata,
+    ) -> Result<()> {
+        let body = RegisterRequest {
+            node_id: node_id.to_owned(),
+            host: host.to_owned(),
+            port,
+            metadata,
+        };
+        self.post(REGISTER_PATH, &body, self.config.timeout).await
+    }
+
+    async fn lease_refresh(&self, node_id: &str) -> Result<()> {
+        let body = NodeIdRequest {
+            node_id: node_id.to_owned(),
+        };
+        self.post(RENEW_PATH, &body, self.config.renew_timeout)
+            .await
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> Result<()> {
+        let body = NodeIdRequest {
+            node_id: node_id.to_owned(),
+        };
+        self.post(DEREGISTER_PATH, &body, self.config.timeout).await
+    }
+
+    async fn get_available_nodes(&self) -> Result<BTreeMap<String, NodeInfo>> {
+        let url = format!("{}{}", self.config.url, AVAILABLE_NODES_PATH);
+        let request = self.http.get(&url).timeout(self.config.timeout);
+        let envelope: Envelope<AvailableNodes> = self.send(&url, request).await?;
+        let mut nodes = BTreeMap::new();
+        for (id, raw) in envelope.data.available_nodes {
+            match serde_json::from_value::<ListedNode>(raw) {
+                Ok(node) => {
+                    let mut info = NodeInfo::new(node.node_id, node.host, node.port, node.metadata);
+                    info.expires_at = Some(node.expires_at);
+                    nodes.insert(id, info);
+                }
+                Err(e) => {
+                    tracing::warn!(node_id = %id, error = %e, "skipping malformed node in listing")
+                }
+            }
+        }
+        Ok(nodes)
+    }
+}

@@ -1,0 +1,1 @@
+//! `EtcdRegistry`: nodes registered straight into etcd, in the original ISEK entry format.

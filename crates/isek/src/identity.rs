@@ -1,0 +1,1 @@
+//! Node identities: a P-256 key pair owned by the node, and the signatures made with it.

@@ -1,0 +1,37 @@
+//! # isek: the ISEK node registry
+//!
+//! ISEK agents ("nodes") find each other through a registry: a node registers its
+//! id, address and metadata (its agent card), keeps a lease alive, disappears when
+//! it stops renewing, and lists its peers. This crate is everything a node needs:
+//!
+//! - [`node`]: [`NodeInfo`] and [`Metadata`], what a registry stores about a node.
+//! - [`error`]: [`Error`], one typed error for every backend, named after what the
+//!   caller can do about it.
+//! - [`registry`]: the [`Registry`] trait, the four ISEK operations every backend offers.
+//! - [`memory`]: [`MemoryRegistry`], an in-process registry with real leases.
+//! - [`center`]: [`IsekCenterRegistry`], an HTTP client of an Isek Center (ours or the
+//!   original Python one).
+//! - [`wire`]: the JSON formats of the Isek Center protocol, defined once and shared by
+//!   the client here and the server in `isek-center`.
+//!
+//! - [`identity`]: `NodeIdentity`, a node's own P-256 key pair, and signatures.
+//! - [`canonical`]: the exact bytes the original Python ISEK signs (`json.dumps(sort_keys=True)`).
+//! - [`etcd`]: `EtcdRegistry`, nodes registered straight into etcd in ISEK's entry format.
+//!
+//! Invariant: only [`wire`] defines JSON formats that travel between processes.
+
+pub mod canonical;
+pub mod center;
+pub mod error;
+pub mod etcd;
+pub mod identity;
+pub mod memory;
+pub mod node;
+pub mod registry;
+pub mod wire;
+
+pub use center::{CenterConfig, IsekCenterRegistry};
+pub use error::{Error, Result};
+pub use memory::MemoryRegistry;
+pub use node::{Metadata, NodeInfo};
+pub use registry::Registry;

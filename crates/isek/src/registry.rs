@@ -1,0 +1,33 @@
+//! The [`Registry`] trait: the four operations of ISEK's registry interface.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::{Metadata, NodeInfo, Result};
+
+/// A place where nodes register, keep a lease alive and find their peers.
+///
+/// The methods mirror the Python `Registry` interface of ISEK so code and people move
+/// between the two without translation. Implementations must be safe to share between
+/// tasks; they are object safe so a program can pick a backend at run time.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Registers `node_id` (or replaces its entry) and starts a fresh lease.
+    async fn register_node(
+        &self,
+        node_id: &str,
+        host: &str,
+        port: u16,
+        metadata: Metadata,
+    ) -> Result<()>;
+
+    /// Extends the node's lease by a full TTL; [`crate::Error::NotFound`] if it lapsed.
+    async fn lease_refresh(&self, node_id: &str) -> Result<()>;
+
+    /// Removes the node at once; [`crate::Error::NotFound`] if it is not registered.
+    async fn deregister_node(&self, node_id: &str) -> Result<()>;
+
+    /// Every node whose lease is alive, keyed by node id.
+    async fn get_available_nodes(&self) -> Result<BTreeMap<String, NodeInfo>>;
+}

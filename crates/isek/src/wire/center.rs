@@ -1,0 +1,117 @@
+//! The Isek Center HTTP protocol.
+//!
+//! Paths, bodies and messages match the original Flask center of isek 0.2.1 (see
+//! `shared/spec/center_responses.txt`); an unchanged Python `IsekCenterRegistry`
+//! depends on them. The message texts are functions here so the server and the
+//! tests use one spelling.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Metadata;
+
+/// Path of the registration endpoint (POST).
+pub const REGISTER_PATH: &str = "/isek_center/register";
+/// Path of the lease renewal endpoint (POST).
+pub const RENEW_PATH: &str = "/isek_center/renew";
+/// Path of the deregistration endpoint (POST).
+pub const DEREGISTER_PATH: &str = "/isek_center/deregister";
+/// Path of the node listing (GET).
+pub const AVAILABLE_NODES_PATH: &str = "/isek_center/available_nodes";
+
+/// Every response body: `{"code": <HTTP status>, "data": ..., "message": ...}`.
+///
+/// The original client raises when `code != 200`, so `code` always equals the HTTP
+/// status. `data` is `null` except for listings (and our extensions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Same as the HTTP status code.
+    pub code: u16,
+    /// The payload, `null` for most answers.
+    pub data: T,
+    /// Human-readable outcome, exact texts for compatibility.
+    pub message: String,
+}
+
+/// Body of `POST /isek_center/register` as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Id of the node to register.
+    pub node_id: String,
+    /// Where peers reach the node.
+    pub host: String,
+    /// Where peers reach the node.
+    pub port: u16,
+    /// The node's agent card.
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+/// Body of `POST /isek_center/renew` and `/deregister` as a client sends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeIdRequest {
+    /// Id of the node to act on.
+    pub node_id: String,
+}
+
+/// `data` of `GET /isek_center/available_nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AvailableNodes {
+    /// Live nodes keyed by node id.
+    ///
+    /// Values stay raw JSON so a client can skip one entry that an original center
+    /// stored with a defect (port `true`, string metadata) without failing the list.
+    pub available_nodes: BTreeMap<String, serde_json::Value>,
+}
+
+/// One node in the listing, as the center writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListedNode {
+    /// Unix seconds (float) when the lease runs out.
+    pub expires_at: f64,
+    /// Where peers reach the node.
+    pub host: String,
+    /// The node's agent card.
+    pub metadata: Metadata,
+    /// Id of the node.
+    pub node_id: String,
+    /// Where peers reach the node.
+    pub port: u16,
+}
+
+/// `message` of a successful registration.
+pub fn registered_message(node_id: &str) -> String {
+    format!("Node '{node_id}' registered successfully.")
+}
+
+/// `message` of a successful renewal.
+pub fn renewed_message(node_id: &str) -> String {
+    format!("Lease for node '{node_id}' renewed successfully.")
+}
+
+/// `message` of a successful deregistration.
+pub fn deregistered_message(node_id: &str) -> String {
+    format!("Node '{node_id}' deregistered successfully.")
+}
+
+/// `message` (404) when renewing an unknown node.
+pub fn renew_not_found_message(node_id: &str) -> String {
+    format!("Node '{node_id}' not found for lease renewal.")
+}
+
+/// `message` (404) when deregistering an unknown node.
+pub fn deregister_not_found_message(node_id: &str) -> String {
+    format!("Node '{node_id}' not found for deregistration.")
+}
+
+/// `message` of a successful listing.
+pub const LIST_MESSAGE: &str = "success";
+/// `message` (400) when a registration lacks `node_id`, `host` or `port` (or they are falsy).
+pub const REQUIRED_FIELDS_MESSAGE: &str = "'node_id', 'host', and 'port' are required fields.";
+/// `message` (400) when `port` is not an integer.
+pub const PORT_NOT_INTEGER_MESSAGE: &str = "'port' must be an integer.";
+/// `message` (400) when renew/deregister lack `node_id`.
+pub const NODE_ID_REQUIRED_MESSAGE: &str = "'node_id' is required.";
+/// `message` (400) when the body is empty, `null`, or `{}`.
+pub const BODY_MUST_BE_JSON_MESSAGE: &str = "Request body must be JSON.";

@@ -1,0 +1,1 @@
+//! The etcd entry format of ISEK: `{"node_info": {...}, "signature": ...}`.

@@ -1,0 +1,1 @@
+//! The Registry conformance suite: the same checks against every backend.

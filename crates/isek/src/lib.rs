@@ -18,6 +18,8 @@
 //! - [`canonical`]: the exact bytes the original Python ISEK signs (`json.dumps(sort_keys=True)`).
 //! - [`etcd`]: `EtcdRegistry`, nodes registered straight into etcd in ISEK's entry format.
 //!
+//! - [`watch`]: [`NodeEvent`], incremental discovery instead of polling the full list.
+//!
 //! Invariant: only [`wire`] defines JSON formats that travel between processes.
 
 pub mod canonical;
@@ -28,6 +30,7 @@ pub mod identity;
 pub mod memory;
 pub mod node;
 pub mod registry;
+pub mod watch;
 pub mod wire;
 
 pub use center::{CenterConfig, IsekCenterRegistry};
@@ -35,3 +38,4 @@ pub use error::{Error, Result};
 pub use memory::MemoryRegistry;
 pub use node::{Metadata, NodeInfo};
 pub use registry::Registry;
+pub use watch::{NodeEvent, NodeEventStream};

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use crate::watch::NodeEventStream;
 use crate::{Metadata, NodeInfo, Result};
 
 /// A place where nodes register, keep a lease alive and find their peers.
@@ -30,4 +31,11 @@ pub trait Registry: Send + Sync {
 
     /// Every node whose lease is alive, keyed by node id.
     async fn get_available_nodes(&self) -> Result<BTreeMap<String, NodeInfo>>;
+
+    /// A stream of membership changes (see [`crate::watch`]), when the backend can
+    /// push them; `Ok(None)` when it cannot, and a watcher has to poll
+    /// [`Registry::get_available_nodes`] instead (the original Python center, for one).
+    async fn watch_nodes(&self) -> Result<Option<NodeEventStream>> {
+        Ok(None)
+    }
 }

@@ -17,6 +17,29 @@ use crate::{Error, Metadata, NodeInfo, Registry, Result};
 /// Default lease length, as in the original ISEK.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
+/// Longest node id accepted, in UTF-8 bytes (the center's default limit).
+pub const MAX_NODE_ID_BYTES: usize = 256;
+
+/// Longest host accepted, in bytes (a DNS name's limit, as in the center).
+pub const MAX_HOST_BYTES: usize = 253;
+
+/// Rejects node ids the other backends reject, so tests against memory catch them:
+/// empty, longer than [`MAX_NODE_ID_BYTES`], containing `/` (an etcd key separator)
+/// or a control character.
+fn check_node_id(node_id: &str) -> Result<()> {
+    if node_id.is_empty() || node_id.len() > MAX_NODE_ID_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "node_id must be 1 to {MAX_NODE_ID_BYTES} bytes"
+        )));
+    }
+    if node_id.contains('/') || node_id.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(
+            "node_id must not contain '/' or control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// An in-process [`Registry`] whose leases expire on time.
 #[derive(Debug)]
 pub struct MemoryRegistry {
@@ -72,10 +95,14 @@ impl Registry for MemoryRegistry {
         port: u16,
         metadata: Metadata,
     ) -> Result<()> {
-        if node_id.is_empty() || host.is_empty() || port == 0 {
-            return Err(Error::InvalidArgument(
-                "node_id, host and port (1-65535) are required".into(),
-            ));
+        check_node_id(node_id)?;
+        if host.is_empty() || host.len() > MAX_HOST_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "host must be 1 to {MAX_HOST_BYTES} bytes"
+            )));
+        }
+        if port == 0 {
+            return Err(Error::InvalidArgument("port must be 1-65535".into()));
         }
         let ttl = self.ttl;
         self.with_live(|nodes, now| {
@@ -86,6 +113,7 @@ impl Registry for MemoryRegistry {
     }
 
     async fn lease_refresh(&self, node_id: &str) -> Result<()> {
+        check_node_id(node_id)?;
         let ttl = self.ttl;
         self.with_live(|nodes, now| match nodes.get_mut(node_id) {
             Some((_, deadline)) => {
@@ -99,6 +127,7 @@ impl Registry for MemoryRegistry {
     }
 
     async fn deregister_node(&self, node_id: &str) -> Result<()> {
+        check_node_id(node_id)?;
         self.with_live(|nodes, _| match nodes.remove(node_id) {
             Some(_) => Ok(()),
             None => Err(Error::NotFound(format!(

@@ -134,15 +134,28 @@ fn status_error(code: u16, message: String) -> Error {
     }
 }
 
-/// Connection failures and timeouts are [`Error::Unavailable`], naming the URL.
+/// Connection failures and timeouts are [`Error::Unavailable`], naming the URL and
+/// the root cause (e.g. "Connection refused"), never a hang: every call has a timeout.
 fn transport_error(url: &str, error: &reqwest::Error) -> Error {
     if error.is_timeout() {
-        Error::Unavailable(format!("{url}: timed out"))
-    } else if error.is_connect() {
-        Error::Unavailable(format!("{url}: cannot connect ({error})"))
-    } else {
-        Error::Unavailable(format!("{url}: {error}"))
+        return Error::Unavailable(format!("{url}: no answer within the timeout"));
     }
+    let cause = root_cause(error);
+    if error.is_connect() {
+        Error::Unavailable(format!("cannot connect to {url}: {cause}"))
+    } else {
+        Error::Unavailable(format!("{url}: {cause}"))
+    }
+}
+
+/// The innermost error of a chain: the OS or protocol reason, without reqwest's
+/// wrappers that repeat the URL.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
 }
 
 #[async_trait]

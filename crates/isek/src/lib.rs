@@ -19,6 +19,8 @@
 //! - [`etcd`]: `EtcdRegistry`, nodes registered straight into etcd in ISEK's entry format.
 //!
 //! - [`watch`]: [`NodeEvent`], incremental discovery instead of polling the full list.
+//! - [`runtime`]: [`Node`] keeps a node registered through faults; [`PeerView`] follows
+//!   its peers from a change stream (or by polling).
 //!
 //! Invariant: only [`wire`] defines JSON formats that travel between processes.
 
@@ -30,6 +32,7 @@ pub mod identity;
 pub mod memory;
 pub mod node;
 pub mod registry;
+pub mod runtime;
 pub mod watch;
 pub mod wire;
 
@@ -38,4 +41,5 @@ pub use error::{Error, Result};
 pub use memory::MemoryRegistry;
 pub use node::{Metadata, NodeInfo};
 pub use registry::Registry;
+pub use runtime::{Node, NodeHandle, NodeState, PeerChange, PeerView, PeerViewConfig};
 pub use watch::{NodeEvent, NodeEventStream};

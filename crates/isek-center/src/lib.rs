@@ -1,1 +1,50 @@
-//! The Isek Center.
+//! # isek-center: the Isek Center server
+//!
+//! A drop-in replacement for the original Python Isek Center: the same four HTTP
+//! endpoints, bodies and messages (unchanged Python nodes work against it), but
+//! durable, with leases that expire on time, and fast.
+//!
+//! The parts, from the socket inwards:
+//!
+//! - [`server`]: [`run`] serves a [`Config`] on a listener until shutdown; [`app`]
+//!   builds the router and its [`Center`] without a socket (for tests).
+//! - [`api`]: the axum handlers of `register`, `renew`, `deregister`,
+//!   `available_nodes`, and JSON 404/405 answers.
+//! - [`request`]: parsing and validating bodies, with the original's messages and a
+//!   field-naming 400 where the original accepted bad input.
+//! - [`json`]: JSON text byte-compatible with Flask's `jsonify`.
+//! - [`registry`]: [`Center`], the shared core: register/deregister go through the
+//!   writer, renew touches only the lease table, listing reads the snapshot.
+//! - [`lease`]: [`lease::LeaseTable`], the pure, clock-free index of nodes and their
+//!   deadlines, with deadline-ordered expiry.
+//! - [`reaper`]: the task that sleeps until the next deadline and retires expired
+//!   leases.
+//! - [`writer`]: the single store writer with group commit (one transaction and
+//!   one fsync for everything queued).
+//! - [`store`]: SQLite in WAL mode with `synchronous=FULL`, or nothing (`--in-memory`).
+//! - [`snapshot`]: the cached, lazily rebuilt `available_nodes` body.
+//! - [`config`]: [`Config`] and [`Limits`]; [`error`]: [`Error`].
+//!
+//! Invariants: a register or deregister is answered only after its commit is durable
+//! and applied; a node is invisible from its lease deadline on, and removed from the
+//! store shortly after; an expiry only removes the registration that ran out; no lock
+//! is held across an `.await`.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod json;
+pub mod lease;
+mod reaper;
+pub mod registry;
+pub mod request;
+pub mod server;
+mod snapshot;
+pub mod store;
+pub mod writer;
+
+pub use config::{Config, DEFAULT_LEASE_TTL, Limits};
+pub use error::{Error, Result};
+pub use registry::{Center, NodeRecord};
+pub use server::{app, run};
+pub use writer::WriteError;

@@ -1,0 +1,86 @@
+//! [`Config`] and [`Limits`]: everything an operator can tune about a center.
+//!
+//! The CLI maps its flags onto these structs; tests and the benchmark build them
+//! directly. Defaults are the documented ones (30 s leases, 1 MiB bodies, ...).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default lease length, as in the original ISEK center.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// How a center runs: where it stores nodes, how long leases last, what it accepts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the SQLite store; `None` keeps everything in memory (`--in-memory`).
+    pub data_dir: Option<PathBuf>,
+    /// Lease length granted by register and renew (`--lease-ttl`).
+    pub lease_ttl: Duration,
+    /// Size limits on request bodies and fields.
+    pub limits: Limits,
+    /// Oldest a cached `available_nodes` body may be before it is rebuilt, which bounds
+    /// how far its `expires_at` values lag behind renewals.
+    pub snapshot_max_age: Duration,
+    /// Capacity of the queue in front of the store writer; requests beyond it wait.
+    pub write_queue: usize,
+    /// Most writes committed in one transaction (one fsync).
+    pub max_batch: usize,
+    /// SQLite page cache in KiB: small, so a million nodes fit in the memory goal.
+    pub sqlite_cache_kib: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            limits: Limits::default(),
+            snapshot_max_age: Duration::from_secs(1),
+            write_queue: 16_384,
+            max_batch: 8_192,
+            sqlite_cache_kib: 4_096,
+        }
+    }
+}
+
+impl Config {
+    /// An in-memory center with default settings and the given lease length.
+    pub fn in_memory(lease_ttl: Duration) -> Self {
+        Self {
+            lease_ttl,
+            ..Self::default()
+        }
+    }
+
+    /// A center storing its nodes under `data_dir`, with default settings.
+    pub fn on_disk(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: Some(data_dir.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Bounds on what one request may carry, so no client can exhaust the center.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest `metadata` object, measured as its compact serialized JSON.
+    pub max_metadata_bytes: usize,
+    /// Longest `node_id`, in UTF-8 bytes.
+    pub max_node_id_bytes: usize,
+    /// Longest `host`, in UTF-8 bytes (253: the longest DNS name).
+    pub max_host_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            max_metadata_bytes: 64 * 1024,
+            max_node_id_bytes: 256,
+            max_host_bytes: 253,
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! [`Error`]: why a center could not start, serve or shut down cleanly.
+//!
+//! Request-level failures never use this type: they become JSON envelopes in
+//! [`crate::api`]. This is what `run` and `app` report to their caller (the CLI
+//! prints it on one line and exits non-zero).
+
+use std::path::PathBuf;
+
+/// Why the center failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory could not be created or used.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory in question.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// SQLite refused an operation (open, schema, load, commit).
+    #[error("store error: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// Serving HTTP or spawning a worker failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A background task (store writer, reaper) stopped abnormally.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,439 @@
+//! [`LeaseTable`]: node id → (value, lease deadline), pure and clock-free.
+//!
+//! Every method takes `now`, so tests drive it with made-up instants and the reaper
+//! with the real clock. The table is also the center's index of nodes: each lease
+//! carries its node's record, so a node costs one map entry.
+//!
+//! Expiry is driven by deadlines, not scans: a min-heap holds one scheduled check per
+//! lease. Renewals only move the deadline in the map (O(log n), no heap work); when a
+//! check comes due and the lease was renewed meanwhile, it is rescheduled at the new
+//! deadline ("lazy rescheduling"), so the heap never holds more than one live check per
+//! lease plus stale checks of removed leases, which are dropped when they come due.
+//!
+//! Invariants:
+//! - every lease whose deadline has not passed has exactly one scheduled check, at or
+//!   before its deadline (`scheduled != 0` names it);
+//! - a lease returned by [`LeaseTable::expire`] stays in the map, invisible to every
+//!   live read, until [`LeaseTable::remove_generation`] takes it out; a renew cannot
+//!   revive it, a new `insert` replaces it (with a new generation);
+//! - generations identify one registration, so removing an expired generation never
+//!   removes a re-registration that happened meanwhile.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// One node's lease and record.
+#[derive(Debug)]
+struct Lease<V> {
+    /// When the lease runs out, in nanoseconds since the table's origin.
+    deadline: u64,
+    /// Which registration this is; changes on every insert.
+    generation: u64,
+    /// Sequence number of this lease's pending check in the heap, 0 when none
+    /// (after it expired).
+    scheduled: u64,
+    /// The node's record.
+    value: V,
+}
+
+/// A pending deadline check in the heap: ordered by time, then sequence.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Check {
+    /// When to look at the lease, in nanoseconds since the origin.
+    at: u64,
+    /// Unique per scheduled check, to tell a lease's current check from stale ones.
+    seq: u64,
+    /// The lease to look at.
+    id: Arc<str>,
+}
+
+/// A lease that ran out, as reported by [`LeaseTable::expire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// The node whose lease ran out.
+    pub id: Arc<str>,
+    /// The registration that ran out (a later one with the same id is not affected).
+    pub generation: u64,
+}
+
+/// A live entry as reads see it.
+#[derive(Debug)]
+pub struct LiveEntry<'a, V> {
+    /// The node id.
+    pub id: &'a Arc<str>,
+    /// The node's record.
+    pub value: &'a V,
+    /// When its lease runs out.
+    pub deadline: Instant,
+    /// Its registration generation.
+    pub generation: u64,
+}
+
+/// Leases keyed by node id, sorted by id, with deadline-ordered expiry.
+#[derive(Debug)]
+pub struct LeaseTable<V> {
+    /// Instant that deadline offsets count from.
+    origin: Instant,
+    /// Lease length in nanoseconds.
+    ttl: u64,
+    /// Every lease, live or expired-but-not-removed, sorted by id (the listing order).
+    leases: BTreeMap<Arc<str>, Lease<V>>,
+    /// Pending deadline checks, earliest first.
+    checks: BinaryHeap<Reverse<Check>>,
+    /// Last sequence number handed to a check (0 means "none").
+    last_seq: u64,
+}
+
+impl<V> LeaseTable<V> {
+    /// An empty table granting leases of `ttl`, counting time from `origin`.
+    pub fn new(ttl: Duration, origin: Instant) -> Self {
+        Self {
+            origin,
+            ttl: nanos(ttl),
+            leases: BTreeMap::new(),
+            checks: BinaryHeap::new(),
+            last_seq: 0,
+        }
+    }
+
+    /// `t` as an offset from the origin (instants before it count as the origin).
+    fn offset(&self, t: Instant) -> u64 {
+        nanos(t.saturating_duration_since(self.origin))
+    }
+
+    /// The instant of an offset.
+    fn instant(&self, offset: u64) -> Instant {
+        self.origin + Duration::from_nanos(offset)
+    }
+
+    /// Schedules a check of `id` at `at` and returns its sequence number.
+    fn schedule(&mut self, id: Arc<str>, at: u64) -> u64 {
+        self.last_seq += 1;
+        let seq = self.last_seq;
+        self.checks.push(Reverse(Check { at, seq, id }));
+        seq
+    }
+
+    /// Registers `id` (or replaces it) with a fresh lease from `now`; returns the
+    /// previous value, if any (live or expired).
+    pub fn insert(&mut self, id: Arc<str>, value: V, generation: u64, now: Instant) -> Option<V> {
+        let deadline = self.offset(now).saturating_add(self.ttl);
+        if let Some(lease) = self.leases.get_mut(&id) {
+            lease.deadline = deadline;
+            lease.generation = generation;
+            let old = std::mem::replace(&mut lease.value, value);
+            if lease.scheduled == 0 {
+                // Its check already fired (it had expired): schedule a new one.
+                self.last_seq += 1;
+                lease.scheduled = self.last_seq;
+                self.checks.push(Reverse(Check {
+                    at: deadline,
+                    seq: self.last_seq,
+                    id,
+                }));
+            }
+            // Otherwise its pending check is due no later than the new deadline and
+            // reschedules itself then.
+            return Some(old);
+        }
+        let scheduled = self.schedule(Arc::clone(&id), deadline);
+        self.leases.insert(
+            id,
+            Lease {
+                deadline,
+                generation,
+                scheduled,
+                value,
+            },
+        );
+        None
+    }
+
+    /// Extends a live lease to `now + ttl`; false when `id` is unknown or expired.
+    pub fn renew(&mut self, id: &str, now: Instant) -> bool {
+        let now = self.offset(now);
+        let ttl = self.ttl;
+        match self.leases.get_mut(id) {
+            Some(lease) if lease.deadline > now => {
+                lease.deadline = now.saturating_add(ttl);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `id` holds a lease that has not run out at `now`.
+    pub fn is_live(&self, id: &str, now: Instant) -> bool {
+        let now = self.offset(now);
+        self.leases.get(id).is_some_and(|l| l.deadline > now)
+    }
+
+    /// The live entry of `id` at `now`.
+    pub fn get(&self, id: &str, now: Instant) -> Option<LiveEntry<'_, V>> {
+        let now_off = self.offset(now);
+        let (id, lease) = self.leases.get_key_value(id)?;
+        (lease.deadline > now_off).then(|| LiveEntry {
+            id,
+            value: &lease.value,
+            deadline: self.instant(lease.deadline),
+            generation: lease.generation,
+        })
+    }
+
+    /// Generation of the entry of `id`, live or expired.
+    pub fn generation(&self, id: &str) -> Option<u64> {
+        self.leases.get(id).map(|l| l.generation)
+    }
+
+    /// Removes `id` whatever its state (deregistration); returns its value.
+    pub fn remove(&mut self, id: &str) -> Option<V> {
+        // Its pending check, if any, becomes stale and is dropped when due.
+        self.leases.remove(id).map(|l| l.value)
+    }
+
+    /// Removes `id` only if it is still registration `generation` (expiry cleanup).
+    pub fn remove_generation(&mut self, id: &str, generation: u64) -> Option<V> {
+        if self.generation(id) == Some(generation) {
+            self.remove(id)
+        } else {
+            None
+        }
+    }
+
+    /// Collects the leases that ran out at or before `now`. They stay in the table,
+    /// invisible to live reads, until removed with [`Self::remove_generation`].
+    pub fn expire(&mut self, now: Instant) -> Vec<Expired> {
+        let now = self.offset(now);
+        let mut expired = Vec::new();
+        while let Some(Reverse(check)) = self.checks.peek() {
+            if check.at > now {
+                break;
+            }
+            let Some(Reverse(check)) = self.checks.pop() else {
+                break;
+            };
+            let Some(lease) = self.leases.get_mut(&check.id) else {
+                continue; // removed since: stale check
+            };
+            if lease.scheduled != check.seq {
+                continue; // a newer check exists for a newer registration
+            }
+            if lease.deadline <= now {
+                lease.scheduled = 0;
+                expired.push(Expired {
+                    id: check.id,
+                    generation: lease.generation,
+                });
+            } else {
+                // Renewed since scheduling: check again at the current deadline.
+                let at = lease.deadline;
+                self.last_seq += 1;
+                let seq = self.last_seq;
+                lease.scheduled = seq;
+                self.checks.push(Reverse(Check {
+                    at,
+                    seq,
+                    id: check.id,
+                }));
+            }
+        }
+        expired
+    }
+
+    /// When [`Self::expire`] may next find something (possibly earlier than any real
+    /// deadline, never later); `None` when nothing is scheduled.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.checks.peek().map(|Reverse(c)| self.instant(c.at))
+    }
+
+    /// Live entries at `now`, sorted by id.
+    pub fn live(&self, now: Instant) -> impl Iterator<Item = LiveEntry<'_, V>> {
+        let now_off = self.offset(now);
+        self.leases
+            .iter()
+            .filter(move |(_, l)| l.deadline > now_off)
+            .map(|(id, l)| LiveEntry {
+                id,
+                value: &l.value,
+                deadline: self.instant(l.deadline),
+                generation: l.generation,
+            })
+    }
+
+    /// Number of entries, including expired ones not yet removed.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// Whether the table holds no entry at all.
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    /// Number of pending checks (live leases plus stale checks), for tests and metrics.
+    pub fn pending_checks(&self) -> usize {
+        self.checks.len()
+    }
+}
+
+/// A duration in nanoseconds, saturating (584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(30);
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn table() -> (LeaseTable<&'static str>, Instant) {
+        let t0 = Instant::now();
+        (LeaseTable::new(TTL, t0), t0)
+    }
+
+    fn id(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn insert_grants_full_ttl_and_expires_at_deadline() {
+        let (mut t, t0) = table();
+        assert_eq!(t.insert(id("a"), "A", 1, t0), None);
+        assert!(t.is_live("a", t0 + secs(29)));
+        assert!(
+            !t.is_live("a", t0 + secs(30)),
+            "gone exactly at its deadline"
+        );
+        assert_eq!(t.next_deadline(), Some(t0 + TTL));
+        assert!(t.expire(t0 + secs(29)).is_empty());
+        let gone = t.expire(t0 + secs(30));
+        assert_eq!(
+            gone,
+            vec![Expired {
+                id: id("a"),
+                generation: 1
+            }]
+        );
+        // Still in the table until removed, but invisible.
+        assert_eq!(t.len(), 1);
+        assert!(t.get("a", t0 + secs(30)).is_none());
+        assert_eq!(t.live(t0 + secs(30)).count(), 0);
+        assert_eq!(t.remove_generation("a", 1), Some("A"));
+        assert!(t.is_empty());
+        assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn renew_moves_deadline_and_check_is_rescheduled() {
+        let (mut t, t0) = table();
+        t.insert(id("a"), "A", 1, t0);
+        assert!(t.renew("a", t0 + secs(20)));
+        // The first check fires at 30 s, finds the lease renewed, reschedules at 50 s.
+        assert!(t.expire(t0 + secs(30)).is_empty());
+        assert_eq!(t.next_deadline(), Some(t0 + secs(50)));
+        assert_eq!(t.pending_checks(), 1);
+        assert!(t.is_live("a", t0 + secs(49)));
+        assert_eq!(t.expire(t0 + secs(50)).len(), 1);
+    }
+
+    #[test]
+    fn renew_of_unknown_or_expired_lease_fails() {
+        let (mut t, t0) = table();
+        assert!(!t.renew("nope", t0));
+        t.insert(id("a"), "A", 1, t0);
+        // Expired but not yet collected: a renew must not revive it.
+        assert!(!t.renew("a", t0 + secs(30)));
+        assert!(!t.renew("a", t0 + secs(31)));
+        assert!(!t.is_live("a", t0 + secs(31)));
+        assert_eq!(t.expire(t0 + secs(31)).len(), 1);
+        assert!(!t.renew("a", t0 + secs(32)));
+    }
+
+    #[test]
+    fn reinsert_restarts_lease_and_survives_old_expiry() {
+        let (mut t, t0) = table();
+        t.insert(id("a"), "A1", 1, t0);
+        assert_eq!(t.insert(id("a"), "A2", 2, t0 + secs(10)), Some("A1"));
+        assert!(
+            t.expire(t0 + secs(30)).is_empty(),
+            "lease restarted at 10 s"
+        );
+        assert_eq!(t.get("a", t0 + secs(39)).map(|e| *e.value), Some("A2"));
+        assert_eq!(t.expire(t0 + secs(40)).len(), 1);
+    }
+
+    #[test]
+    fn expiry_of_old_generation_never_removes_a_reregistration() {
+        let (mut t, t0) = table();
+        t.insert(id("a"), "A1", 1, t0);
+        let gone = t.expire(t0 + secs(30));
+        assert_eq!(gone[0].generation, 1);
+        // Re-registered before the cleanup of generation 1 ran.
+        t.insert(id("a"), "A2", 2, t0 + secs(31));
+        assert_eq!(t.remove_generation("a", 1), None);
+        assert!(t.is_live("a", t0 + secs(60)));
+        // The new registration has its own check.
+        assert_eq!(t.next_deadline(), Some(t0 + secs(61)));
+        let gone = t.expire(t0 + secs(61));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].generation, 2);
+    }
+
+    #[test]
+    fn remove_then_reinsert_leaves_only_one_live_check() {
+        let (mut t, t0) = table();
+        t.insert(id("a"), "A1", 1, t0);
+        assert_eq!(t.remove("a"), Some("A1"));
+        t.insert(id("a"), "A2", 2, t0 + secs(5));
+        // The stale check at 30 s is dropped, the live one fires at 35 s.
+        assert!(t.expire(t0 + secs(30)).is_empty());
+        assert_eq!(t.pending_checks(), 1);
+        let gone = t.expire(t0 + secs(35));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].generation, 2);
+        assert_eq!(t.pending_checks(), 0);
+    }
+
+    #[test]
+    fn expire_returns_everything_due_in_deadline_order() {
+        let (mut t, t0) = table();
+        t.insert(id("c"), "C", 1, t0 + secs(2));
+        t.insert(id("a"), "A", 2, t0);
+        t.insert(id("b"), "B", 3, t0 + secs(1));
+        let gone: Vec<_> = t
+            .expire(t0 + secs(40))
+            .into_iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        assert_eq!(gone, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn live_lists_sorted_by_id_with_deadlines() {
+        let (mut t, t0) = table();
+        t.insert(id("b"), "B", 1, t0);
+        t.insert(id("a"), "A", 2, t0 + secs(5));
+        let live: Vec<_> = t
+            .live(t0 + secs(29))
+            .map(|e| (e.id.to_string(), e.deadline))
+            .collect();
+        assert_eq!(
+            live,
+            [
+                ("a".to_string(), t0 + secs(35)),
+                ("b".to_string(), t0 + secs(30))
+            ]
+        );
+        let live: Vec<_> = t.live(t0 + secs(30)).map(|e| e.id.to_string()).collect();
+        assert_eq!(live, ["a"]);
+    }
+}

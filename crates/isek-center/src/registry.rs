@@ -1,0 +1,306 @@
+//! [`Center`]: the registry core shared by every request, and its lifecycle.
+//!
+//! State lives in one [`LeaseTable`] (node records and their leases) behind a
+//! `std::sync::Mutex` held for microseconds and never across an `.await`:
+//!
+//! - **renew** touches only the lease table: no store write, no snapshot rebuild;
+//! - **register / deregister** go through the store writer ([`crate::writer`]), which
+//!   commits them durably (grouped), then applies them to the table in commit order
+//!   and only then answers;
+//! - **expiry**: the reaper ([`crate::reaper`]) collects leases that ran out and hands
+//!   them to the writer, which deletes them from the store and the table;
+//! - **listing** is served from a cached body ([`crate::snapshot`]).
+//!
+//! Every change (register, update, deregister, expiry) gets the next value of a
+//! monotonically increasing revision, the basis of a future change stream.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lease::LeaseTable;
+use crate::snapshot::SnapshotCache;
+use crate::store::Store;
+use crate::writer::{WriteError, WriteOp};
+
+/// What the center keeps about one node besides its id and lease: compact, because a
+/// million of them must fit in a few hundred MiB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Where peers reach the node.
+    pub host: Box<str>,
+    /// Where peers reach the node (1..=65535).
+    pub port: u16,
+    /// The metadata object as Flask-compatible compact JSON text, ready to splice
+    /// into listings and to store, never re-parsed on the hot path.
+    pub metadata: Box<str>,
+}
+
+impl NodeRecord {
+    /// A record from its parts (`metadata` must already be compact JSON object text).
+    pub fn new(host: impl Into<Box<str>>, port: u16, metadata: impl Into<Box<str>>) -> Self {
+        Self {
+            host: host.into(),
+            port,
+            metadata: metadata.into(),
+        }
+    }
+}
+
+/// The mutable registry state.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// Every node with its lease, sorted by id.
+    pub leases: LeaseTable<NodeRecord>,
+    /// Revision of the last change applied.
+    pub revision: u64,
+}
+
+/// What the HTTP handlers, the writer, the reaper and the snapshot share.
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// The registry state.
+    state: Mutex<State>,
+    /// Copy of `state.revision`, readable without the lock (snapshot freshness).
+    pub revision: AtomicU64,
+    /// Wakes the reaper when a deadline earlier than the one it sleeps for appears.
+    pub reaper_wake: Notify,
+    /// The cached `available_nodes` body.
+    pub snapshot: SnapshotCache,
+}
+
+impl Core {
+    /// Locks the state. A poisoned lock only means a panic elsewhere mid-update; the
+    /// table is still a valid table, so keep serving.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The background tasks of a running center, joined on shutdown.
+#[derive(Debug)]
+struct Tasks {
+    /// The reaper task.
+    reaper: JoinHandle<()>,
+    /// Fires when the writer thread has drained its queue and closed the store.
+    writer_done: oneshot::Receiver<Result<()>>,
+}
+
+/// Shared part of every [`Center`] handle.
+#[derive(Debug)]
+struct Inner {
+    /// The registry core.
+    core: Arc<Core>,
+    /// The only strong sender to the store writer; taken out on shutdown so the writer
+    /// ends once in-flight writes are done.
+    writes: Mutex<Option<mpsc::Sender<WriteOp>>>,
+    /// Tells the reaper to stop.
+    stop: watch::Sender<bool>,
+    /// Background tasks, taken by the first shutdown.
+    tasks: tokio::sync::Mutex<Option<Tasks>>,
+    /// The configuration the center runs with.
+    config: Config,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Last handle gone without shutdown: stop the reaper; the writer ends when
+        // the sender (dropped with us) closes its queue.
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A running registry: cheap to clone, shared by the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct Center {
+    /// Shared state and task handles.
+    inner: Arc<Inner>,
+}
+
+impl Center {
+    /// Opens the store, loads every stored node with a fresh full lease, and starts
+    /// the store writer and the reaper. Needs a Tokio runtime.
+    pub async fn start(config: Config) -> Result<Self> {
+        let data_dir = config.data_dir.clone();
+        let cache_kib = config.sqlite_cache_kib;
+        let (store, loaded) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(data_dir.as_deref(), cache_kib)?;
+            let loaded = store.load()?;
+            Ok::<_, Error>((store, loaded))
+        })
+        .await
+        .map_err(|e| Error::Task(format!("store loader: {e}")))??;
+
+        let now = Instant::now();
+        let mut leases = LeaseTable::new(config.lease_ttl, now);
+        let mut revision = 0;
+        let count = loaded.len();
+        for (id, record) in loaded {
+            revision += 1;
+            leases.insert(id, record, revision, now);
+        }
+        log_start(config.data_dir.as_deref(), count, config.lease_ttl);
+
+        let core = Arc::new(Core {
+            state: Mutex::new(State { leases, revision }),
+            revision: AtomicU64::new(revision),
+            reaper_wake: Notify::new(),
+            snapshot: SnapshotCache::new(config.snapshot_max_age),
+        });
+        let (tx, rx) = mpsc::channel(config.write_queue.max(1));
+        let writer_done = crate::writer::spawn(store, Arc::clone(&core), rx, config.max_batch)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let reaper = tokio::spawn(crate::reaper::run(
+            Arc::clone(&core),
+            tx.downgrade(),
+            stop_rx,
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                core,
+                writes: Mutex::new(Some(tx)),
+                stop,
+                tasks: tokio::sync::Mutex::new(Some(Tasks {
+                    reaper,
+                    writer_done,
+                })),
+                config,
+            }),
+        })
+    }
+
+    /// The configuration this center runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A sender to the writer, or why there is none.
+    fn writer(&self) -> Result<mpsc::Sender<WriteOp>, WriteError> {
+        self.inner
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(WriteError::ShuttingDown)
+    }
+
+    /// Registers (or replaces) `id` durably and starts its lease; returns once the
+    /// registration is committed to the store and visible.
+    pub async fn register(&self, id: &str, record: NodeRecord) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let op = WriteOp::Put {
+            id: Arc::from(id),
+            record,
+            reply,
+        };
+        self.writer()?
+            .send(op)
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        answer.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+
+    /// Extends the lease of a live node to now + TTL; false if unknown or expired.
+    pub fn renew(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.inner.core.lock().leases.renew(id, now)
+    }
+
+    /// Removes a live node durably; `Ok(false)` if it is unknown or expired.
+    pub async fn deregister(&self, id: &str) -> Result<bool, WriteError> {
+        if !self.is_live(id) {
+            return Ok(false);
+        }
+        let (reply, answer) = oneshot::channel();
+        let op = WriteOp::Delete {
+            id: Arc::from(id),
+            reply,
+        };
+        self.writer()?
+            .send(op)
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        answer.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+
+    /// Whether `id` is registered and its lease has not run out.
+    pub fn is_live(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.inner.core.lock().leases.is_live(id, now)
+    }
+
+    /// The record and lease deadline of a live node.
+    pub fn get(&self, id: &str) -> Option<(NodeRecord, Instant)> {
+        let now = Instant::now();
+        let state = self.inner.core.lock();
+        state
+            .leases
+            .get(id, now)
+            .map(|e| (e.value.clone(), e.deadline))
+    }
+
+    /// Number of live nodes (walks the table: for tests and tools, not hot paths).
+    pub fn live_count(&self) -> usize {
+        let now = Instant::now();
+        self.inner.core.lock().leases.live(now).count()
+    }
+
+    /// The full `GET available_nodes` response body, from the snapshot cache.
+    pub fn available_nodes_body(&self) -> Bytes {
+        self.inner.core.snapshot.body(&self.inner.core)
+    }
+
+    /// Revision of the last change (register, update, deregister, expiry).
+    pub fn revision(&self) -> u64 {
+        self.inner.core.revision.load(Ordering::Acquire)
+    }
+
+    /// Stops the reaper, lets queued writes finish, and closes the store. Writes
+    /// arriving afterwards fail with [`WriteError::ShuttingDown`]. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        let Some(tasks) = self.inner.tasks.lock().await.take() else {
+            return Ok(());
+        };
+        let _ = self.inner.stop.send(true);
+        let reaper = tasks.reaper.await;
+        // Dropping the last strong sender lets the writer drain and exit.
+        drop(
+            self.inner
+                .writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let writer = tasks
+            .writer_done
+            .await
+            .map_err(|_| Error::Task("store writer ended without reporting".into()))?;
+        reaper.map_err(|e| Error::Task(format!("reaper: {e}")))?;
+        tracing::info!("center stopped; store closed");
+        writer
+    }
+}
+
+/// One structured log line describing how the center starts.
+fn log_start(data_dir: Option<&Path>, loaded: usize, ttl: Duration) {
+    match data_dir {
+        Some(dir) => tracing::info!(
+            data_dir = %dir.display(),
+            loaded,
+            lease_ttl_s = ttl.as_secs_f64(),
+            "center store opened; loaded nodes get a fresh lease"
+        ),
+        None => tracing::info!(
+            lease_ttl_s = ttl.as_secs_f64(),
+            "center running in memory (nothing survives a restart)"
+        ),
+    }
+}

@@ -1,0 +1,38 @@
+//! Serving: [`app`] builds the router and its [`Center`]; [`run`] serves it on a
+//! listener until a shutdown signal, then stops cleanly.
+
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::registry::Center;
+
+/// Starts a center (store opened and loaded, writer and reaper running) and returns
+/// its router, for serving or for driving with `tower::ServiceExt::oneshot` in tests.
+pub async fn app(config: Config) -> Result<(Router, Center)> {
+    let center = Center::start(config).await?;
+    Ok((crate::api::router(center.clone()), center))
+}
+
+/// Serves a center on `listener` until `shutdown` completes, then stops accepting,
+/// lets in-flight requests finish, flushes and closes the store.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let (router, center) = app(config).await?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "isek center listening");
+    }
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Io);
+    tracing::info!("no longer accepting; closing the store");
+    let closed = center.shutdown().await;
+    served.and(closed)
+}

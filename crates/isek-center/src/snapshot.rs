@@ -1,0 +1,170 @@
+//! [`SnapshotCache`]: the `available_nodes` body, serialized once and shared.
+//!
+//! A listing costs a clone of a reference-counted buffer while the cached body is
+//! fresh. It is rebuilt lazily, on the next listing after:
+//! - a membership change (register, update, deregister, expiry: the revision moved),
+//! - `max_age` (1 s): renewals do not rebuild it, so `expires_at` values lag by at
+//!   most that much,
+//! - the earliest deadline among the listed nodes: a node never appears after its
+//!   lease ran out, even before the reaper removed it.
+//!
+//! Nothing is built until somebody lists, and a membership change drops the cached
+//! body, so an idle center holds no copy of its nodes.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use isek::canonical::{write_float, write_str};
+use isek::wire::center::LIST_MESSAGE;
+use tokio::time::Instant;
+
+use crate::registry::{Core, State};
+
+/// One serialized listing and how long it stays valid.
+#[derive(Debug)]
+struct Snapshot {
+    /// The full response body.
+    body: Bytes,
+    /// Revision of the state it was built from.
+    revision: u64,
+    /// After this instant it must be rebuilt (age limit or earliest node deadline).
+    valid_until: Instant,
+}
+
+/// The lazily rebuilt listing body.
+#[derive(Debug)]
+pub(crate) struct SnapshotCache {
+    /// The current snapshot, if any. Held while rebuilding, so concurrent listers
+    /// wait for one rebuild instead of each doing their own.
+    cached: Mutex<Option<Snapshot>>,
+    /// Oldest a body may get.
+    max_age: Duration,
+}
+
+impl SnapshotCache {
+    /// An empty cache whose bodies live at most `max_age`.
+    pub fn new(max_age: Duration) -> Self {
+        Self {
+            cached: Mutex::new(None),
+            max_age,
+        }
+    }
+
+    /// The current listing body, rebuilt first if stale.
+    pub fn body(&self, core: &Core) -> Bytes {
+        let now = Instant::now();
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = &*cached
+            && s.revision == core.revision.load(Ordering::Acquire)
+            && now < s.valid_until
+        {
+            return s.body.clone();
+        }
+        let (body, revision, earliest) = {
+            let state = core.lock();
+            let (body, earliest) = render(&state, now, SystemTime::now());
+            (body, state.revision, earliest)
+        };
+        let body = Bytes::from(body);
+        let age_limit = now + self.max_age;
+        let valid_until = earliest.map_or(age_limit, |d| d.min(age_limit));
+        *cached = Some(Snapshot {
+            body: body.clone(),
+            revision,
+            valid_until,
+        });
+        body
+    }
+
+    /// Drops the cached body (membership changed): frees its memory early.
+    pub fn invalidate(&self) {
+        let old = self
+            .cached
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(old);
+    }
+}
+
+/// Serializes the live nodes at `now` as Flask's `jsonify` would, `expires_at` in
+/// Unix seconds relative to `wall` (the wall clock at `now`); also returns the
+/// earliest deadline among them.
+pub(crate) fn render(state: &State, now: Instant, wall: SystemTime) -> (Vec<u8>, Option<Instant>) {
+    let wall_secs = wall
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut out = String::with_capacity(64 + state.leases.len() * 160);
+    out.push_str("{\"code\":200,\"data\":{\"available_nodes\":{");
+    let mut earliest: Option<Instant> = None;
+    for (i, entry) in state.leases.live(now).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        earliest = Some(earliest.map_or(entry.deadline, |e| e.min(entry.deadline)));
+        let record = entry.value;
+        write_str(&mut out, entry.id);
+        out.push_str(":{\"expires_at\":");
+        write_float(
+            &mut out,
+            wall_secs + entry.deadline.saturating_duration_since(now).as_secs_f64(),
+        );
+        out.push_str(",\"host\":");
+        write_str(&mut out, &record.host);
+        out.push_str(",\"metadata\":");
+        out.push_str(&record.metadata);
+        out.push_str(",\"node_id\":");
+        write_str(&mut out, entry.id);
+        out.push_str(",\"port\":");
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{}", record.port);
+        out.push('}');
+    }
+    out.push_str("}},\"message\":");
+    write_str(&mut out, LIST_MESSAGE);
+    out.push_str("}\n");
+    (out.into_bytes(), earliest)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::lease::LeaseTable;
+    use crate::registry::NodeRecord;
+
+    #[test]
+    fn renders_like_flask_sorted_by_id() {
+        let t0 = Instant::now();
+        let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
+        leases.insert(
+            Arc::from("n1"),
+            NodeRecord::new("127.0.0.1", 9000, r#"{"name":"agent-1","role":"planner"}"#),
+            1,
+            t0,
+        );
+        leases.insert(Arc::from("é"), NodeRecord::new("h", 1, "{}"), 2, t0);
+        leases.insert(Arc::from("a"), NodeRecord::new("h\"", 2, "{}"), 3, t0);
+        let state = State {
+            leases,
+            revision: 3,
+        };
+        let wall = UNIX_EPOCH + Duration::from_millis(1_795_681_517_500);
+        let (body, earliest) = render(&state, t0, wall);
+        assert_eq!(earliest, Some(t0 + Duration::from_secs(30)));
+        let body = String::from_utf8(body).unwrap_or_default();
+        let expected = concat!(
+            r#"{"code":200,"data":{"available_nodes":{"#,
+            r#""a":{"expires_at":1795681547.5,"host":"h\"","metadata":{},"node_id":"a","port":2},"#,
+            r#""n1":{"expires_at":1795681547.5,"host":"127.0.0.1","metadata":{"name":"agent-1","role":"planner"},"node_id":"n1","port":9000},"#,
+            r#""\u00e9":{"expires_at":1795681547.5,"host":"h","metadata":{},"node_id":"\u00e9","port":1}"#,
+            "}},\"message\":\"success\"}\n"
+        );
+        assert_eq!(body, expected);
+    }
+}

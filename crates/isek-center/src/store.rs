@@ -1,0 +1,157 @@
+//! [`Store`]: where registrations survive restarts (SQLite), or nowhere (`--in-memory`).
+//!
+//! One table, `nodes(node_id, host, port, metadata)`, in WAL mode with
+//! `synchronous=FULL`: a commit returns only after its WAL frames are fsynced, so a
+//! registration acknowledged after [`Store::commit`] survives `kill -9` and power loss.
+//! Only the store writer ([`crate::writer`]) touches the connection, from one thread.
+//! Lease deadlines are never stored: after a restart every node gets a fresh lease.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, params};
+
+use crate::error::{Error, Result};
+use crate::registry::NodeRecord;
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "isek-center.sqlite3";
+
+/// Schema version kept in `PRAGMA user_version`, for future migrations.
+const SCHEMA_VERSION: i64 = 1;
+
+/// One change inside a commit.
+#[derive(Debug)]
+pub enum StoreOp<'a> {
+    /// Insert or replace a node.
+    Upsert {
+        /// The node id.
+        id: &'a str,
+        /// Its record.
+        record: &'a NodeRecord,
+    },
+    /// Remove a node (absent rows are fine).
+    Delete {
+        /// The node id.
+        id: &'a str,
+    },
+}
+
+/// The durable side of the registry.
+#[derive(Debug)]
+pub enum Store {
+    /// An SQLite database file.
+    Sqlite(Connection),
+    /// Nothing on disk: commits succeed immediately.
+    Memory,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `data_dir`, or a memory-only store.
+    pub fn open(data_dir: Option<&Path>, cache_kib: u32) -> Result<Self> {
+        let Some(dir) = data_dir else {
+            return Ok(Self::Memory);
+        };
+        std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open_with_flags(
+            dir.join(DB_FILE),
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                mode,
+                "SQLite refused WAL mode; commits stay durable but slower"
+            );
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS nodes (
+                node_id  TEXT PRIMARY KEY NOT NULL,
+                host     TEXT NOT NULL,
+                port     INTEGER NOT NULL,
+                metadata TEXT NOT NULL
+            ) WITHOUT ROWID;",
+        )?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == 0 {
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        } else if version != SCHEMA_VERSION {
+            return Err(Error::Store(rusqlite::Error::InvalidParameterName(
+                format!("unsupported schema version {version} (expected {SCHEMA_VERSION})"),
+            )));
+        }
+        Ok(Self::Sqlite(conn))
+    }
+
+    /// Every stored node. Rows that cannot be valid (bad port, metadata that is not
+    /// a JSON object) are skipped with a warning rather than served.
+    pub fn load(&self) -> Result<Vec<(Arc<str>, NodeRecord)>> {
+        let Self::Sqlite(conn) = self else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = conn.prepare("SELECT node_id, host, port, metadata FROM nodes")?;
+        let mut rows = stmt.query([])?;
+        let mut nodes = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let host: String = row.get(1)?;
+            let port: i64 = row.get(2)?;
+            let metadata: String = row.get(3)?;
+            let Ok(port @ 1..=u16::MAX) = u16::try_from(port) else {
+                tracing::warn!(node_id = %id, port, "skipping stored node with an invalid port");
+                continue;
+            };
+            match serde_json::from_str::<serde_json::Value>(&metadata) {
+                Ok(value @ serde_json::Value::Object(_)) => {
+                    let metadata = crate::json::to_compact_string(&value);
+                    nodes.push((Arc::from(id), NodeRecord::new(host, port, metadata)));
+                }
+                _ => tracing::warn!(node_id = %id, "skipping stored node with invalid metadata"),
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// Applies `ops` in order in one transaction and makes it durable (one fsync).
+    pub fn commit(&mut self, ops: &[StoreOp<'_>]) -> Result<()> {
+        let Self::Sqlite(conn) = self else {
+            return Ok(());
+        };
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let tx = conn.transaction()?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO nodes (node_id, host, port, metadata) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM nodes WHERE node_id = ?1")?;
+            for op in ops {
+                match op {
+                    StoreOp::Upsert { id, record } => {
+                        upsert.execute(params![
+                            id,
+                            &*record.host,
+                            i64::from(record.port),
+                            &*record.metadata
+                        ])?;
+                    }
+                    StoreOp::Delete { id } => {
+                        delete.execute(params![id])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}

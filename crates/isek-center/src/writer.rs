@@ -1,0 +1,288 @@
+//! The store writer: one thread owns the store and commits writes in groups.
+//!
+//! Requests arrive on a channel, each with a oneshot reply. The writer takes
+//! everything queued (up to `max_batch`) into ONE transaction, commits it (one fsync),
+//! applies the changes to the lease table in commit order, and only then answers every
+//! waiter. Under load, batches grow with concurrency, so durable throughput is not
+//! capped at one fsync per request (group commit).
+//!
+//! Decisions (is this node live? is this expiry still current?) are taken against the
+//! table plus the earlier operations of the same batch, so a batch behaves exactly
+//! like its operations run one by one in queue order. Expiry deletes only remove the
+//! generation that ran out: a re-registration that happened meanwhile survives.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::lease::Expired;
+use crate::registry::{Core, NodeRecord};
+use crate::store::{Store, StoreOp};
+
+/// Why a register or deregister could not be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The store failed to commit; nothing was changed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The center is stopping and accepts no more writes.
+    #[error("the center is shutting down")]
+    ShuttingDown,
+}
+
+/// A request to the writer.
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    /// Register or replace a node.
+    Put {
+        /// The node id.
+        id: Arc<str>,
+        /// Its record.
+        record: NodeRecord,
+        /// Answered after the commit.
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    /// Deregister a node; the reply says whether it was live.
+    Delete {
+        /// The node id.
+        id: Arc<str>,
+        /// Answered after the commit (or at once when the node is not live).
+        reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+    /// Remove leases that ran out (from the reaper; nobody waits).
+    Expire {
+        /// What ran out, with generations.
+        expired: Vec<Expired>,
+    },
+}
+
+/// One decided operation of a batch.
+enum Plan {
+    /// Store and index a node.
+    Put {
+        /// The node id.
+        id: Arc<str>,
+        /// Its record.
+        record: NodeRecord,
+        /// The waiter.
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    /// Remove a live node.
+    Delete {
+        /// The node id.
+        id: Arc<str>,
+        /// The waiter.
+        reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+    /// Remove one expired generation.
+    Expire {
+        /// The node id.
+        id: Arc<str>,
+        /// The generation that ran out.
+        generation: u64,
+    },
+}
+
+/// Starts the writer thread; the returned receiver fires when it has stopped (all
+/// senders dropped, queue drained, store closed).
+pub(crate) fn spawn(
+    store: Store,
+    core: Arc<Core>,
+    rx: mpsc::Receiver<WriteOp>,
+    max_batch: usize,
+) -> Result<oneshot::Receiver<Result<()>>> {
+    let (done, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("isek-store-writer".into())
+        .spawn(move || {
+            let mut writer = Writer {
+                store,
+                core,
+                max_batch: max_batch.max(1),
+            };
+            writer.run(rx);
+            // Closing the connection checkpoints the WAL.
+            let closed = match writer.store {
+                Store::Sqlite(conn) => conn.close().map_err(|(_, e)| Error::Store(e)),
+                Store::Memory => Ok(()),
+            };
+            let _ = done.send(closed);
+        })
+        .map_err(Error::Io)?;
+    Ok(done_rx)
+}
+
+/// The writer thread's state.
+struct Writer {
+    /// The store it alone touches.
+    store: Store,
+    /// The registry core it applies commits to.
+    core: Arc<Core>,
+    /// Most operations per transaction.
+    max_batch: usize,
+}
+
+impl Writer {
+    /// Serves batches until every sender is gone.
+    fn run(&mut self, mut rx: mpsc::Receiver<WriteOp>) {
+        let mut batch = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.process(std::mem::take(&mut batch));
+        }
+    }
+
+    /// Decides, commits, applies and answers one batch.
+    fn process(&mut self, batch: Vec<WriteOp>) {
+        let plans = self.decide(batch);
+        if plans.is_empty() {
+            return;
+        }
+        let ops: Vec<StoreOp<'_>> = plans
+            .iter()
+            .map(|p| match p {
+                Plan::Put { id, record, .. } => StoreOp::Upsert { id, record },
+                Plan::Delete { id, .. } | Plan::Expire { id, .. } => StoreOp::Delete { id },
+            })
+            .collect();
+        let committed = self.store.commit(&ops);
+        drop(ops);
+        match committed {
+            Ok(()) => self.apply(plans),
+            Err(e) => self.fail(plans, &e),
+        }
+    }
+
+    /// Turns requests into plans, answering at once those that change nothing.
+    fn decide(&self, batch: Vec<WriteOp>) -> Vec<Plan> {
+        let now = Instant::now();
+        let state = self.core.lock();
+        // Ids changed earlier in this batch: whether they are live after that change.
+        let mut touched: HashMap<Arc<str>, bool> = HashMap::new();
+        let mut plans = Vec::with_capacity(batch.len());
+        for op in batch {
+            match op {
+                WriteOp::Put { id, record, reply } => {
+                    touched.insert(Arc::clone(&id), true);
+                    plans.push(Plan::Put { id, record, reply });
+                }
+                WriteOp::Delete { id, reply } => {
+                    let live = touched
+                        .get(&id)
+                        .copied()
+                        .unwrap_or_else(|| state.leases.is_live(&id, now));
+                    if live {
+                        touched.insert(Arc::clone(&id), false);
+                        plans.push(Plan::Delete { id, reply });
+                    } else {
+                        let _ = reply.send(Ok(false));
+                    }
+                }
+                WriteOp::Expire { expired } => {
+                    for Expired { id, generation } in expired {
+                        // Re-registered or deregistered since it ran out: not ours.
+                        if touched.contains_key(&id)
+                            || state.leases.generation(&id) != Some(generation)
+                        {
+                            continue;
+                        }
+                        touched.insert(Arc::clone(&id), false);
+                        plans.push(Plan::Expire { id, generation });
+                    }
+                }
+            }
+        }
+        plans
+    }
+
+    /// Applies committed plans to the table in order, then answers the waiters.
+    fn apply(&self, plans: Vec<Plan>) {
+        let now = Instant::now();
+        let mut put_replies = Vec::new();
+        let mut delete_replies = Vec::new();
+        let (mut puts, mut deletes, mut expiries) = (0usize, 0usize, 0usize);
+        {
+            let mut state = self.core.lock();
+            let before = state.leases.next_deadline();
+            for plan in plans {
+                match plan {
+                    Plan::Put { id, record, reply } => {
+                        state.revision += 1;
+                        let generation = state.revision;
+                        state.leases.insert(id, record, generation, now);
+                        put_replies.push(reply);
+                        puts += 1;
+                    }
+                    Plan::Delete { id, reply } => {
+                        state.leases.remove(&id);
+                        state.revision += 1;
+                        delete_replies.push(reply);
+                        deletes += 1;
+                    }
+                    Plan::Expire { id, generation } => {
+                        if state.leases.remove_generation(&id, generation).is_some() {
+                            state.revision += 1;
+                            expiries += 1;
+                            tracing::debug!(node_id = %id, "lease expired; node removed");
+                        }
+                    }
+                }
+            }
+            self.core.revision.store(state.revision, Ordering::Release);
+            let after = state.leases.next_deadline();
+            let earlier = match (before, after) {
+                (None, Some(_)) => true,
+                (Some(b), Some(a)) => a < b,
+                _ => false,
+            };
+            if earlier {
+                self.core.reaper_wake.notify_one();
+            }
+        }
+        self.core.snapshot.invalidate();
+        for reply in put_replies {
+            let _ = reply.send(Ok(()));
+        }
+        for reply in delete_replies {
+            let _ = reply.send(Ok(true));
+        }
+        tracing::debug!(puts, deletes, expiries, "batch committed");
+    }
+
+    /// Answers every waiter of a batch whose commit failed. Expired leases are
+    /// removed from memory anyway (they must not linger); their rows come back with
+    /// a fresh lease after a restart, which is harmless.
+    fn fail(&self, plans: Vec<Plan>, error: &Error) {
+        tracing::error!(%error, "store commit failed");
+        let message = error.to_string();
+        let mut state = self.core.lock();
+        for plan in plans {
+            match plan {
+                Plan::Put { reply, .. } => {
+                    let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
+                }
+                Plan::Delete { reply, .. } => {
+                    let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
+                }
+                Plan::Expire { id, generation } => {
+                    if state.leases.remove_generation(&id, generation).is_some() {
+                        state.revision += 1;
+                    }
+                }
+            }
+        }
+        self.core.revision.store(state.revision, Ordering::Release);
+        drop(state);
+        self.core.snapshot.invalidate();
+    }
+}

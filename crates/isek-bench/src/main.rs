@@ -1,0 +1,305 @@
+//! `isek-bench`: load tool for the Isek Center.
+//!
+//! - `isek-bench load --url http://127.0.0.1:PORT --scenario renew|register|list ...`
+//!   drives one load and prints throughput and p50/p90/p99/max latency.
+//! - `isek-bench baseline --listen 127.0.0.1:0` serves the bare axum renew route.
+//! - `isek-bench suite --isek target/release/isek` runs every measurement of issue 2
+//!   (used by `scripts/bench.sh`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use isek_bench::baseline::{self, BaselineMode};
+use isek_bench::load::{self, LoadSpec, Scenario};
+use isek_bench::suite::{self, SuiteConfig};
+
+/// Command line of `isek-bench`.
+#[derive(Debug, Parser)]
+#[command(version, about = "Load tool for the Isek Center")]
+struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Drive one load against a server and print throughput and latency percentiles.
+    Load(LoadArgs),
+    /// Serve the bare axum renew route (the baseline) until SIGINT/SIGTERM.
+    Baseline(BaselineArgs),
+    /// Run every measurement of issue 2 and print a summary table.
+    Suite(SuiteArgs),
+}
+
+/// Options of `load`.
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// Server to load (http://127.0.0.1:PORT; only loopback targets are accepted).
+    #[arg(long)]
+    url: String,
+    /// Call to repeat.
+    #[arg(long, value_enum, default_value_t = Scenario::Renew)]
+    scenario: Scenario,
+    /// Concurrent keep-alive connections.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    connections: usize,
+    /// Seconds to run (default 10 unless --requests is given).
+    #[arg(long, short = 'd')]
+    duration: Option<f64>,
+    /// Total requests to send.
+    #[arg(long, short = 'n')]
+    requests: Option<u64>,
+    /// Node ids are PREFIX-N.
+    #[arg(long, default_value = "bench")]
+    prefix: String,
+    /// N wraps at this count (renew cycles over the nodes a register run created).
+    #[arg(long, default_value_t = 10_000)]
+    nodes: u64,
+    /// First N of a register run.
+    #[arg(long, default_value_t = 0)]
+    first_id: u64,
+    /// Approximate serialized metadata size of registered nodes.
+    #[arg(long, default_value_t = 100)]
+    metadata_bytes: usize,
+    /// Runtime worker threads of the load generator (1: a single-threaded runtime).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Options of `baseline`.
+#[derive(Debug, Args)]
+struct BaselineArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// echo: parse the body and answer for that node; static: fixed answer.
+    #[arg(long, value_enum, default_value_t = BaselineMode::Echo)]
+    mode: BaselineMode,
+}
+
+/// Options of `suite`.
+#[derive(Debug, Args)]
+struct SuiteArgs {
+    /// The `isek` binary (default: next to this one).
+    #[arg(long)]
+    isek: Option<PathBuf>,
+    /// Directory for data dirs and server logs (default: a fresh temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Seconds of each measured load.
+    #[arg(long, default_value_t = 8.0)]
+    duration: f64,
+    /// Seconds of unmeasured warm-up before each renew measurement.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Connections of the renew loads.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Connections of the register loads.
+    #[arg(long, default_value_t = 256)]
+    register_connections: usize,
+    /// Nodes registered before renew and list are measured.
+    #[arg(long, default_value_t = 10_000)]
+    list_nodes: u64,
+    /// Connections of the list load.
+    #[arg(long, default_value_t = 1)]
+    list_connections: usize,
+    /// Node counts at which RSS is sampled, comma-separated ("" to skip).
+    #[arg(long, default_value = "100000,1000000", value_delimiter = ',')]
+    rss_nodes: Vec<String>,
+    /// Run the RSS center with --in-memory instead of a data dir.
+    #[arg(long)]
+    rss_in_memory: bool,
+    /// Approximate serialized metadata size of registered nodes.
+    #[arg(long, default_value_t = 100)]
+    metadata_bytes: usize,
+    /// Also measure renew with this wrk binary (e.g. /usr/bin/wrk).
+    #[arg(long)]
+    wrk: Option<PathBuf>,
+    /// The wrk Lua script for renew.
+    #[arg(long, default_value = "bench/renew.lua")]
+    wrk_script: PathBuf,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    wrk_threads: usize,
+    /// Runtime worker threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Seconds as a Duration, rejecting negative or absurd values.
+fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
+    if !(0.0..=86_400.0).contains(&value) {
+        bail!("{what} must be between 0 and 86400 seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// A tokio runtime with `threads` workers (1: current-thread, the cheapest for a client).
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let runtime = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
+    Ok(runtime)
+}
+
+/// The loopback address of an `http://127.0.0.1:PORT` URL.
+fn loopback_addr(url: &str) -> anyhow::Result<SocketAddr> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("--url must start with http://, got {url}"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let addr: SocketAddr = authority
+        .parse()
+        .with_context(|| format!("--url must be http://IP:PORT, got {url}"))?;
+    if !addr.ip().is_loopback() {
+        bail!("only loopback targets are allowed, got {addr}");
+    }
+    Ok(addr)
+}
+
+/// `load`.
+fn run_load(args: LoadArgs) -> anyhow::Result<()> {
+    let addr = loopback_addr(&args.url)?;
+    let duration = match (args.duration, args.requests) {
+        (Some(value), _) => Some(seconds(value, "--duration")?),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let spec = LoadSpec {
+        connections: args.connections,
+        duration,
+        requests: args.requests,
+        prefix: args.prefix,
+        nodes: args.nodes,
+        first_id: args.first_id,
+        metadata_bytes: args.metadata_bytes,
+        ..LoadSpec::new(addr, args.scenario)
+    };
+    let report = runtime(args.threads)?.block_on(load::run(&spec))?;
+    println!("{}", report.summary());
+    if report.ok == 0 {
+        bail!("no request succeeded");
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// `baseline`.
+fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!("the baseline only listens on loopback, got {}", args.listen);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        println!("{}", listener.local_addr()?);
+        baseline::serve(listener, args.mode, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
+/// `suite`.
+fn run_suite(args: SuiteArgs) -> anyhow::Result<()> {
+    let bench_exe = std::env::current_exe().context("cannot find this executable")?;
+    let isek = match args.isek {
+        Some(path) => path,
+        None => bench_exe.with_file_name("isek"),
+    };
+    if !isek.is_file() {
+        bail!(
+            "no isek binary at {} (build it or pass --isek)",
+            isek.display()
+        );
+    }
+    let mut rss_nodes = Vec::new();
+    for value in args
+        .rss_nodes
+        .iter()
+        .filter(|value| !value.trim().is_empty())
+    {
+        let count: u64 = value
+            .trim()
+            .parse()
+            .with_context(|| format!("--rss-nodes: not a count: {value}"))?;
+        rss_nodes.push(count);
+    }
+    rss_nodes.sort_unstable();
+    // Keep the temporary directory alive for the whole run; it is removed at the end.
+    let temporary = match &args.work_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("isek-bench-").tempdir()?),
+    };
+    let work_dir = match (&args.work_dir, &temporary) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => dir.path().to_path_buf(),
+        (None, None) => bail!("no work directory"),
+    };
+    let config = SuiteConfig {
+        isek,
+        bench_exe,
+        work_dir,
+        duration: seconds(args.duration, "--duration")?,
+        warmup: seconds(args.warmup, "--warmup")?,
+        connections: args.connections,
+        register_connections: args.register_connections,
+        list_nodes: args.list_nodes,
+        list_connections: args.list_connections,
+        rss_nodes,
+        rss_in_memory: args.rss_in_memory,
+        metadata_bytes: args.metadata_bytes,
+        wrk: args.wrk,
+        wrk_script: args.wrk_script,
+        wrk_threads: args.wrk_threads,
+    };
+    eprintln!("work dir: {}", config.work_dir.display());
+    let rows = runtime(args.threads)?.block_on(suite::run(&config))?;
+    print!("{}", suite::render_table(&rows));
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Load(args) => run_load(args),
+        Command::Baseline(args) => run_baseline(args),
+        Command::Suite(args) => run_suite(args),
+    }
+}

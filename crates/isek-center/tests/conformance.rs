@@ -1,0 +1,183 @@
+//! The center through its Rust client, `IsekCenterRegistry`, over real sockets: the
+//! Registry conformance suite (in memory and on the SQLite store), and the client's
+//! mapping of HTTP answers and network failures to the typed error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use isek::{CenterConfig, Error, IsekCenterRegistry, Metadata, NodeInfo, Registry};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A center on `127.0.0.1:0` served by `isek_center::run` in a task, and a client of
+/// it. Dropping it shuts the center down (and removes its data directory).
+struct CenterUnderTest {
+    /// The client the checks drive.
+    client: IsekCenterRegistry,
+    /// Dropped with the struct, which fires the center's shutdown future.
+    _shutdown: oneshot::Sender<()>,
+    /// The store's directory when the center runs on disk.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl CenterUnderTest {
+    /// Starts a center granting leases of `ttl`, on disk when `on_disk`.
+    async fn start(ttl: Duration, on_disk: bool) -> Self {
+        let dir = on_disk.then(|| tempfile::tempdir().unwrap());
+        let config = isek_center::Config {
+            data_dir: dir.as_ref().map(|d| PathBuf::from(d.path())),
+            lease_ttl: ttl,
+            ..isek_center::Config::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let result = isek_center::run(listener, config, async move {
+                let _ = stopped.await;
+            })
+            .await;
+            if let Err(e) = result {
+                eprintln!("center failed: {e}");
+            }
+        });
+        Self {
+            client: IsekCenterRegistry::new(url).unwrap(),
+            _shutdown: shutdown,
+            _dir: dir,
+        }
+    }
+}
+
+#[async_trait]
+impl Registry for CenterUnderTest {
+    async fn register_node(
+        &self,
+        node_id: &str,
+        host: &str,
+        port: u16,
+        metadata: Metadata,
+    ) -> isek::Result<()> {
+        self.client
+            .register_node(node_id, host, port, metadata)
+            .await
+    }
+
+    async fn lease_refresh(&self, node_id: &str) -> isek::Result<()> {
+        self.client.lease_refresh(node_id).await
+    }
+
+    async fn deregister_node(&self, node_id: &str) -> isek::Result<()> {
+        self.client.deregister_node(node_id).await
+    }
+
+    async fn get_available_nodes(&self) -> isek::Result<BTreeMap<String, NodeInfo>> {
+        self.client.get_available_nodes().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_center_conforms() {
+    isek_testkit::conformance::check_registry(|ttl| CenterUnderTest::start(ttl, false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_disk_center_conforms() {
+    isek_testkit::conformance::check_registry(|ttl| CenterUnderTest::start(ttl, true)).await;
+}
+
+#[tokio::test]
+async fn client_maps_center_answers_to_typed_errors() {
+    let center = CenterUnderTest::start(Duration::from_secs(30), false).await;
+    let client = &center.client;
+    // 404 => NotFound, carrying the center's own message.
+    assert_eq!(
+        client.lease_refresh("ghost").await,
+        Err(Error::NotFound(
+            "Node 'ghost' not found for lease renewal.".into()
+        ))
+    );
+    assert_eq!(
+        client.deregister_node("ghost").await,
+        Err(Error::NotFound(
+            "Node 'ghost' not found for deregistration.".into()
+        ))
+    );
+    // 400 => InvalidArgument, carrying the center's own message.
+    assert_eq!(
+        client.lease_refresh("").await,
+        Err(Error::InvalidArgument("'node_id' is required.".into()))
+    );
+    assert_eq!(
+        client.register_node("n", "h", 0, Metadata::new()).await,
+        Err(Error::InvalidArgument(
+            "'node_id', 'host', and 'port' are required fields.".into()
+        ))
+    );
+    let long_host = "h".repeat(300);
+    assert!(matches!(
+        client
+            .register_node("n", &long_host, 1, Metadata::new())
+            .await,
+        Err(Error::InvalidArgument(m)) if m.contains("host")
+    ));
+}
+
+#[tokio::test]
+async fn client_reports_an_unreachable_center_as_unavailable() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let client = IsekCenterRegistry::new(&url).unwrap();
+    for result in [
+        client.lease_refresh("n").await,
+        client.deregister_node("n").await,
+        client.register_node("n", "h", 1, Metadata::new()).await,
+        client.get_available_nodes().await.map(|_| ()),
+    ] {
+        match result {
+            Err(Error::Unavailable(message)) => assert!(message.contains(&url), "{message}"),
+            other => panic!("expected Unavailable naming {url}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn client_times_out_on_a_silent_center() {
+    // Accepts connections and never answers: the call must end with Unavailable once
+    // the configured timeout passes, not hang.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut config = CenterConfig::new(&url);
+    config.timeout = Duration::from_millis(300);
+    config.renew_timeout = Duration::from_millis(200);
+    let client = IsekCenterRegistry::with_config(config).unwrap();
+    for result in [
+        client.lease_refresh("n").await,
+        client.get_available_nodes().await.map(|_| ()),
+    ] {
+        match result {
+            Err(Error::Unavailable(message)) => assert!(message.contains(&url), "{message}"),
+            other => panic!("expected Unavailable naming {url}, got {other:?}"),
+        }
+    }
+    silent.abort();
+}
+
+#[tokio::test]
+async fn client_rejects_a_url_that_is_not_http() {
+    assert!(matches!(
+        IsekCenterRegistry::new("ftp://example.org"),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -1,0 +1,130 @@
+//! `isek center`: runs the Isek Center until SIGINT or SIGTERM.
+//!
+//! Binds the listener, announces the bound address on stdout (one line, so scripts
+//! and tests using `--listen 127.0.0.1:0` learn the port), then hands over to
+//! `isek_center::run`, which returns after a clean shutdown: in-flight requests
+//! finished, store flushed and closed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use isek_center::{Config, Limits};
+use tokio::net::TcpListener;
+
+/// Flags of `isek center`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CenterArgs {
+    /// Address and port to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    listen: String,
+    /// Directory of the on-disk store (created if missing).
+    #[arg(long, default_value = "./isek-data", conflicts_with = "in_memory")]
+    data_dir: PathBuf,
+    /// Keep nodes in memory only: nothing survives a restart.
+    #[arg(long)]
+    in_memory: bool,
+    /// Lease length in seconds granted by register and renew (fractions allowed).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    lease_ttl: Duration,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Largest node metadata, in bytes of compact JSON.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_metadata_bytes)]
+    max_metadata_bytes: usize,
+    /// Longest node id, in UTF-8 bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_node_id_bytes)]
+    max_node_id_bytes: usize,
+    /// Longest host, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_host_bytes)]
+    max_host_bytes: usize,
+}
+
+/// Parses a positive number of seconds such as `30` or `1.5`.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Err("must be more than 0 seconds".to_owned());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}' seconds: {e}"))
+}
+
+/// Runs the center on `args.listen` until SIGINT or SIGTERM.
+pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
+    // Signal handlers go in before the address is announced: whoever reads the
+    // announcement may signal at once, and must get a clean shutdown, not a kill.
+    let shutdown = shutdown_signal()?;
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let data_dir = (!args.in_memory).then_some(args.data_dir);
+    let config = Config {
+        data_dir: data_dir.clone(),
+        lease_ttl: args.lease_ttl,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_metadata_bytes: args.max_metadata_bytes,
+            max_node_id_bytes: args.max_node_id_bytes,
+            max_host_bytes: args.max_host_bytes,
+        },
+        ..Config::default()
+    };
+    match &data_dir {
+        Some(dir) => {
+            tracing::info!(store = %dir.display(), lease_ttl = ?args.lease_ttl, "starting")
+        }
+        None => tracing::info!(store = "memory", lease_ttl = ?args.lease_ttl, "starting"),
+    }
+    println!("isek center listening on http://{address}");
+    isek_center::run(listener, config, shutdown)
+        .await
+        .context("the center stopped with an error")?;
+    tracing::info!("isek center stopped cleanly");
+    Ok(())
+}
+
+/// A future that completes on the first SIGINT or SIGTERM; the handlers are
+/// installed now, before the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        }
+    })
+}
+
+/// A future that completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C: shutting down");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_ttl_is_positive_seconds() {
+        assert_eq!(parse_seconds("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("0").is_err());
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+}

@@ -1,0 +1,128 @@
+//! Durability of a real `isek center` process: acknowledged writes survive `kill -9`
+//! and a clean SIGTERM shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use std::collections::BTreeMap;
+
+use harness::{CenterProcess, has_files};
+use isek::{IsekCenterRegistry, Metadata, NodeInfo, Registry};
+use serde_json::json;
+
+/// Registrations acknowledged before the crash.
+const NODES: usize = 200;
+/// Of those, deregistrations acknowledged before the crash.
+const REMOVED: usize = 20;
+
+/// Metadata of node `i`, distinct per node.
+fn metadata(i: usize) -> Metadata {
+    json!({"name": format!("agent-{i}"), "card": {"index": i, "tags": ["x", i % 7]}})
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// Registers `NODES` nodes concurrently, then deregisters the first `REMOVED`;
+/// every call must be acknowledged.
+async fn write_nodes(url: &str) {
+    let registry = IsekCenterRegistry::new(url).unwrap();
+    let registrations = (0..NODES).map(|i| {
+        let registry = registry.clone();
+        async move {
+            registry
+                .register_node(
+                    &format!("node-{i:04}"),
+                    "10.1.2.3",
+                    20_000 + i as u16,
+                    metadata(i),
+                )
+                .await
+        }
+    });
+    for result in futures::future::join_all(registrations).await {
+        result.unwrap();
+    }
+    let removals = (0..REMOVED).map(|i| {
+        let registry = registry.clone();
+        async move { registry.deregister_node(&format!("node-{i:04}")).await }
+    });
+    for result in futures::future::join_all(removals).await {
+        result.unwrap();
+    }
+}
+
+/// Lists the center at `url`.
+async fn list(url: &str) -> BTreeMap<String, NodeInfo> {
+    IsekCenterRegistry::new(url)
+        .unwrap()
+        .get_available_nodes()
+        .await
+        .unwrap()
+}
+
+/// Checks the listing holds exactly the nodes written by [`write_nodes`].
+fn assert_all_present(nodes: &BTreeMap<String, NodeInfo>) {
+    assert_eq!(nodes.len(), NODES - REMOVED);
+    for i in 0..NODES {
+        let id = format!("node-{i:04}");
+        if i < REMOVED {
+            assert!(
+                !nodes.contains_key(&id),
+                "{id} was deregistered but came back"
+            );
+            continue;
+        }
+        let node = nodes.get(&id).unwrap_or_else(|| panic!("{id} lost"));
+        assert_eq!(node.host, "10.1.2.3");
+        assert_eq!(node.port, 20_000 + i as u16);
+        assert_eq!(node.metadata, metadata(i));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("store");
+    let data_dir = data_dir.to_str().unwrap();
+
+    let mut center = CenterProcess::start(&["--data-dir", data_dir]);
+    write_nodes(&center.url).await;
+    let status = center.kill_9();
+    assert!(!status.success());
+    assert!(has_files(dir.path().join("store").as_path()));
+
+    let restarted = CenterProcess::start(&["--data-dir", data_dir]);
+    let nodes = list(&restarted.url).await;
+    assert_all_present(&nodes);
+    // Every restored node got a fresh lease.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for node in nodes.values() {
+        assert!(
+            node.expires_at.unwrap() > now,
+            "{node:?} restored with an expired lease"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_survive_a_clean_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+
+    let mut center = CenterProcess::start(&["--data-dir", data_dir]);
+    write_nodes(&center.url).await;
+    let status = center.signal_and_wait("TERM");
+    assert!(
+        status.success(),
+        "exit {status}; stderr:\n{}",
+        center.stderr()
+    );
+
+    let restarted = CenterProcess::start(&["--data-dir", data_dir]);
+    assert_all_present(&list(&restarted.url).await);
+}

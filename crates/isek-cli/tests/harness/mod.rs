@@ -1,0 +1,210 @@
+//! Runs the built `isek` binary: a real `isek center` child process (killed on drop)
+//! and one-shot client commands.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Path of the binary under test.
+pub const ISEK: &str = env!("CARGO_BIN_EXE_isek");
+
+/// How long a center may take to announce its address or to exit after a signal.
+const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `isek center` child process; killed (SIGKILL) and reaped on drop.
+pub struct CenterProcess {
+    /// The child; `None` once it has been waited for.
+    child: Option<Child>,
+    /// `http://127.0.0.1:PORT` as the center announced it.
+    pub url: String,
+    /// Everything the center wrote to stderr so far, for failure messages.
+    stderr: Arc<Mutex<String>>,
+}
+
+impl CenterProcess {
+    /// Starts `isek center --listen 127.0.0.1:0 <args>` and waits for its address.
+    pub fn start(args: &[&str]) -> CenterProcess {
+        let mut child = Command::new(ISEK)
+            .args(["center", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("ISEK_CENTER")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn isek center");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        // Read stdout on a thread so a silent center cannot hang the test; keep
+        // draining it afterwards so the pipe never fills or closes under the center.
+        let out_pipe = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(out_pipe).lines();
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("isek center listening on ") {
+                    let _ = tx.send(url.to_owned());
+                    break;
+                }
+            }
+            for _ in lines {}
+        });
+        let mut process = CenterProcess {
+            child: Some(child),
+            url: String::new(),
+            stderr,
+        };
+        match rx.recv_timeout(PROCESS_DEADLINE) {
+            Ok(url) => process.url = url,
+            Err(_) => panic!(
+                "isek center did not announce its address; stderr:\n{}",
+                process.stderr()
+            ),
+        }
+        process
+    }
+
+    /// What the center wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Process id of the center.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `signal` (e.g. "TERM", "INT") with kill(1) and waits for the exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+        self.wait()
+    }
+
+    /// SIGKILL, as in a crash, and reap.
+    pub fn kill_9(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        child.kill().expect("SIGKILL the center");
+        self.wait()
+    }
+
+    /// Waits for the center to exit (bounded: a hang fails the test).
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + PROCESS_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("isek center did not exit; stderr:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for CenterProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `isek <args>` to completion, without `ISEK_CENTER` or `RUST_LOG` from the
+/// test's environment.
+pub fn isek(args: &[&str]) -> Output {
+    isek_with_env(args, &[])
+}
+
+/// Runs `isek <args>` with extra environment variables.
+pub fn isek_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(ISEK);
+    command
+        .args(args)
+        .env_remove("ISEK_CENTER")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("run isek")
+}
+
+/// Stdout of a command that must have succeeded.
+pub fn success(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "isek failed ({}): stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "unexpected stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// The single stderr line of a command that must have failed with `code`.
+pub fn failure(output: &Output, code: i32) -> String {
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "expected exit {code}; stdout: {} stderr: {stderr}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "stdout on failure: {:?}",
+        output.stdout
+    );
+    assert!(
+        stderr.ends_with('\n') && stderr.lines().count() == 1,
+        "stderr is not exactly one line: {stderr:?}"
+    );
+    assert!(stderr.starts_with("error: "), "stderr: {stderr:?}");
+    stderr.trim_end().to_owned()
+}
+
+/// A loopback port nothing listens on (bound, then released).
+pub fn dead_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// True when `path` holds at least one file (the store wrote something).
+pub fn has_files(path: &Path) -> bool {
+    std::fs::read_dir(path)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false)
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it (.ci/run) and as a developer runs it on a fresh
+# machine: install what is missing, then format check, clippy with -D warnings, and
+# every test of the workspace. Tests start their own servers (centers, etcd) on free
+# loopback ports; nothing needs to be running beforehand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+trap 'status=$?; [ "$status" -ne 0 ] && printf "\n==> FAILED (exit %s): %s\n" "$status" "${current:-setup}"' EXIT
+
+# System packages: protoc builds etcd-client; the etcd binary is started by tests.
+current="install missing system packages"
+source scripts/packages.sh
+require_commands protoc:protobuf-compiler etcd:etcd-server
+
+# Toolchain components, when rustup manages the toolchain and they are missing.
+if command -v rustup >/dev/null 2>&1; then
+    cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+    cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+fi
+
+current="cargo fmt --all -- --check"
+step "$current"
+cargo fmt --all -- --check
+
+current="cargo clippy --workspace --all-targets -- -D warnings"
+step "$current"
+cargo clippy --workspace --all-targets -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+    current="cargo nextest run --workspace"
+    step "$current"
+    cargo nextest run --workspace --no-fail-fast
+    # nextest does not run doc tests.
+    current="cargo test --workspace --doc"
+    step "$current"
+    cargo test --workspace --doc
+else
+    current="cargo test --workspace"
+    step "$current"
+    cargo test --workspace --no-fail-fast
+fi
+
+current=""
+step "OK: format, clippy and all tests passed"

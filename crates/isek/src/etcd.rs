@@ -26,6 +26,7 @@ use tonic::Code;
 
 use crate::canonical;
 use crate::identity::{IdentityError, NodeIdentity, PublicKey, Signature, SignatureAlg};
+use crate::memory::{MAX_HOST_BYTES, MAX_NODE_ID_BYTES};
 use crate::watch::{NodeEvent, NodeEventStream};
 use crate::wire::etcd::{
     ListedEntry, StoredEntry, encode_entry, node_info_value, node_key, parent_prefix,
@@ -173,14 +174,17 @@ impl EtcdConfig {
     }
 }
 
-/// Checks a node id or parent id is usable as one key segment.
+/// Checks a node id or parent id is usable as one key segment, with the same rules as
+/// the other backends: 1 to [`MAX_NODE_ID_BYTES`] bytes, no `/`, no control character.
 fn validate_segment(what: &str, id: &str) -> Result<()> {
-    if id.is_empty() {
-        return Err(Error::InvalidArgument(format!("{what} must not be empty")));
-    }
-    if id.contains('/') {
+    if id.is_empty() || id.len() > MAX_NODE_ID_BYTES {
         return Err(Error::InvalidArgument(format!(
-            "{what} '{id}' must not contain '/'"
+            "{what} must be 1 to {MAX_NODE_ID_BYTES} bytes"
+        )));
+    }
+    if id.contains('/') || id.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {id:?} must not contain '/' or control characters"
         )));
     }
     Ok(())
@@ -540,10 +544,13 @@ impl Registry for EtcdRegistry {
         metadata: Metadata,
     ) -> Result<()> {
         validate_segment("node_id", node_id)?;
-        if host.is_empty() || port == 0 {
-            return Err(Error::InvalidArgument(
-                "node_id, host and port (1-65535) are required".into(),
-            ));
+        if host.is_empty() || host.len() > MAX_HOST_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "host must be 1 to {MAX_HOST_BYTES} bytes"
+            )));
+        }
+        if port == 0 {
+            return Err(Error::InvalidArgument("port must be 1-65535".into()));
         }
         let inner = &self.inner;
         let key = node_key(&inner.parent, node_id);

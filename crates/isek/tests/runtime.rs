@@ -104,6 +104,21 @@ async fn wait_state(
     }
 }
 
+/// Records every state the node publishes from now on (a watch channel may coalesce
+/// quick successions, so this shows states that lasted, not necessarily all).
+fn record_states(handle: &NodeHandle) -> Arc<std::sync::Mutex<Vec<NodeState>>> {
+    let history = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut states = handle.states();
+    let sink = history.clone();
+    tokio::spawn(async move {
+        while states.changed().await.is_ok() {
+            let state = states.borrow_and_update().clone();
+            sink.lock().unwrap().push(state);
+        }
+    });
+    history
+}
+
 async fn is_listed(registry: &MemoryRegistry, node_id: &str) -> bool {
     registry
         .get_available_nodes()
@@ -199,6 +214,7 @@ async fn a_lease_dropped_behind_its_back_is_registered_again() {
         .await
         .unwrap();
     let since = registered_since(&handle.state());
+    let history = record_states(&handle);
     registry.deregister_node("phoenix").await.unwrap();
     assert!(!is_listed(&registry, "phoenix").await);
     wait_until("the node is listed again", || {
@@ -215,6 +231,14 @@ async fn a_lease_dropped_behind_its_back_is_registered_again() {
     // Registered again with the same entry.
     let nodes = registry.get_available_nodes().await.unwrap();
     assert_eq!(nodes["phoenix"].metadata, card("worker"));
+    // "Not found" means register at once, not retry renewals until the TTL runs out.
+    let history = history.lock().unwrap().clone();
+    assert!(
+        !history
+            .iter()
+            .any(|s| matches!(s, NodeState::Retrying { .. })),
+        "{history:?}"
+    );
     handle.shutdown().await.unwrap();
 }
 

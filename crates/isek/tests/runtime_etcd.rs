@@ -1,0 +1,173 @@
+//! The node runtime on a real etcd (started by the test on free ports): re-registration
+//! after etcd was away longer than the TTL, and a peer view fed by etcd's watch stream.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use isek::etcd::{EtcdConfig, EtcdRegistry};
+use isek::identity::NodeIdentity;
+use isek::runtime::{Node, NodeHandle, NodeState, PeerSource, PeerSync, PeerView, PeerViewConfig};
+use isek::{Metadata, NodeInfo, Registry};
+use isek_testkit::etcd::EtcdServer;
+
+/// How long any awaited condition may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(20);
+/// etcd's shortest lease is 2 s with default election settings.
+const TTL: Duration = Duration::from_secs(2);
+
+/// A registry acting for a fresh identity, in namespace `parent`.
+async fn registry(etcd: &EtcdServer, parent: &str) -> Arc<EtcdRegistry> {
+    registry_at(&etcd.endpoint(), parent).await
+}
+
+/// A registry acting for a fresh identity at `endpoint`, in namespace `parent`.
+async fn registry_at(endpoint: &str, parent: &str) -> Arc<EtcdRegistry> {
+    let config = EtcdConfig::new([endpoint])
+        .parent(parent)
+        .ttl(TTL)
+        .timeout(Duration::from_millis(500));
+    Arc::new(
+        EtcdRegistry::connect(config, NodeIdentity::generate())
+            .await
+            .unwrap(),
+    )
+}
+
+/// Polls `condition` every 20 ms until it holds; fails the test after [`DEADLINE`].
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the node's state satisfies `condition`; returns that state.
+async fn wait_state(
+    handle: &NodeHandle,
+    what: &str,
+    condition: impl Fn(&NodeState) -> bool,
+) -> NodeState {
+    let mut states = handle.states();
+    match tokio::time::timeout(DEADLINE, states.wait_for(|s| condition(s))).await {
+        Ok(Ok(state)) => state.clone(),
+        _ => panic!(
+            "timed out waiting until {what}; state is {:?}",
+            handle.state()
+        ),
+    }
+}
+
+async fn listed(registry: &EtcdRegistry) -> BTreeMap<String, NodeInfo> {
+    registry.get_available_nodes().await.unwrap_or_default()
+}
+
+fn card(role: &str) -> Metadata {
+    let mut metadata = Metadata::new();
+    metadata.insert("role".into(), role.into());
+    metadata
+}
+
+#[tokio::test]
+async fn a_node_outlives_an_etcd_outage_longer_than_its_ttl() {
+    let mut etcd = EtcdServer::start().await.unwrap();
+    let node_registry = registry(&etcd, "outage").await;
+    let observer = registry(&etcd, "outage").await;
+    let handle = Node::new(node_registry, "127.0.0.1", 9300)
+        .node_id("durable")
+        .metadata(card("worker"))
+        .ttl(TTL)
+        .peer_view(None)
+        .start()
+        .await
+        .unwrap();
+    assert!(listed(&observer).await.contains_key("durable"));
+
+    etcd.stop();
+    wait_state(&handle, "the lease is known lost", |s| {
+        matches!(s, NodeState::Lost { .. })
+    })
+    .await;
+    etcd.restart().await.unwrap();
+    wait_state(&handle, "registered again", NodeState::is_registered).await;
+    wait_until("the node is listed again", || async {
+        listed(&observer).await.contains_key("durable")
+    })
+    .await;
+    handle.shutdown().await.unwrap();
+    assert!(!listed(&observer).await.contains_key("durable"));
+}
+
+#[tokio::test]
+async fn a_peer_view_follows_etcd_through_its_watch_stream() {
+    let mut etcd = EtcdServer::start().await.unwrap();
+    let view = PeerView::start(
+        registry(&etcd, "peers").await,
+        PeerViewConfig {
+            // Polling would take minutes: any change seen proves the stream.
+            poll_interval: Duration::from_secs(3600),
+            ..PeerViewConfig::default()
+        },
+    );
+    let mut sync = view.sync_changes();
+    tokio::time::timeout(DEADLINE, sync.wait_for(|s| *s != PeerSync::Pending))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        view.sync(),
+        PeerSync::Live {
+            source: PeerSource::Stream
+        }
+    );
+
+    let endpoint = etcd.endpoint();
+    let start = |id: &'static str, role: &'static str| {
+        let endpoint = endpoint.clone();
+        async move {
+            Node::new(registry_at(&endpoint, "peers").await, "127.0.0.1", 9400)
+                .node_id(id)
+                .metadata(card(role))
+                .ttl(TTL)
+                .peer_view(None)
+                .start()
+                .await
+                .unwrap()
+        }
+    };
+    let clean = start("clean", "planner").await;
+    let crashed = start("crashed", "worker").await;
+    wait_until("both nodes are seen", || async { view.len() == 2 }).await;
+    let workers = view.find(|n| n.metadata.get("role").and_then(|r| r.as_str()) == Some("worker"));
+    assert_eq!(workers.len(), 1);
+    assert_eq!(workers[0].node_id, "crashed");
+
+    // Deregistration is seen at once; a crashed node at its lease deadline.
+    clean.shutdown().await.unwrap();
+    wait_until("the clean leave is seen", || async {
+        view.peer("clean").is_none()
+    })
+    .await;
+    drop(crashed);
+    wait_until("the crashed node expires", || async { view.is_empty() }).await;
+
+    // Cut the stream (etcd goes away and comes back): the view converges again.
+    etcd.stop();
+    etcd.restart().await.unwrap();
+    let late = start("late", "reviewer").await;
+    wait_until("the view converges after the cut", || async {
+        view.peers().keys().map(String::as_str).collect::<Vec<_>>() == ["late"]
+    })
+    .await;
+    late.shutdown().await.unwrap();
+    wait_until("the last leave is seen", || async { view.is_empty() }).await;
+}

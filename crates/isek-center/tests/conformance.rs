@@ -175,6 +175,40 @@ async fn client_times_out_on_a_silent_center() {
 }
 
 #[tokio::test]
+async fn client_reuses_its_connection() {
+    // A TCP relay in front of the center counts the connections the client opens.
+    let center = CenterUnderTest::start(Duration::from_secs(30), false).await;
+    let upstream = center.client.url().trim_start_matches("http://").to_owned();
+    let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_url = format!("http://{}", relay.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&accepted);
+    let relay_task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut outbound = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            });
+        }
+    });
+    let client = IsekCenterRegistry::new(&relay_url).unwrap();
+    client
+        .register_node("reused", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        client.lease_refresh("reused").await.unwrap();
+        client.get_available_nodes().await.unwrap();
+    }
+    // A clone shares the pool.
+    client.clone().lease_refresh("reused").await.unwrap();
+    client.deregister_node("reused").await.unwrap();
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    relay_task.abort();
+}
+
+#[tokio::test]
 async fn client_rejects_a_url_that_is_not_http() {
     assert!(matches!(
         IsekCenterRegistry::new("ftp://example.org"),

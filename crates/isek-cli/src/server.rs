@@ -65,6 +65,11 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the bound address")?;
     let data_dir = (!args.in_memory).then_some(args.data_dir);
+    if let Some(dir) = &data_dir {
+        // Fail before announcing the address when the store cannot live there.
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    }
     let config = Config {
         data_dir: data_dir.clone(),
         lease_ttl: args.lease_ttl,

@@ -266,6 +266,21 @@ fn center_flags_are_checked() {
         1,
     );
     assert!(line.contains("cannot listen on not an address"), "{line}");
+    // A data directory that cannot be created (its parent is a file).
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let below_file = file.join("store");
+    let line = failure(
+        &isek(&[
+            "center",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            below_file.to_str().unwrap(),
+        ]),
+        1,
+    );
+    assert!(line.contains("cannot create the data directory"), "{line}");
     // A port that is taken.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();

@@ -21,13 +21,16 @@ use isek::{Error, MemoryRegistry, Metadata, NodeInfo, Registry, Result};
 /// How long any awaited condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// Fault injection only: forwards to a real [`MemoryRegistry`] unless switched "down",
-/// in which case every call fails as an unreachable registry would.
+/// Fault injection only: forwards to a real [`MemoryRegistry`] unless switched "down"
+/// (every call fails as an unreachable registry would) or "frozen" (every call hangs,
+/// as against a stopped process).
 struct FaultInjector {
     /// The real registry behind.
     inner: Arc<MemoryRegistry>,
     /// Whether calls currently fail.
     down: AtomicBool,
+    /// Whether calls currently hang.
+    frozen: AtomicBool,
 }
 
 impl FaultInjector {
@@ -35,6 +38,7 @@ impl FaultInjector {
         Arc::new(Self {
             inner,
             down: AtomicBool::new(false),
+            frozen: AtomicBool::new(false),
         })
     }
 
@@ -42,7 +46,14 @@ impl FaultInjector {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    fn check(&self) -> Result<()> {
+    fn set_frozen(&self, frozen: bool) {
+        self.frozen.store(frozen, Ordering::SeqCst);
+    }
+
+    async fn check(&self) -> Result<()> {
+        if self.frozen.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         if self.down.load(Ordering::SeqCst) {
             Err(Error::Unavailable("fault injected: registry down".into()))
         } else {
@@ -54,19 +65,19 @@ impl FaultInjector {
 #[async_trait]
 impl Registry for FaultInjector {
     async fn register_node(&self, id: &str, host: &str, port: u16, md: Metadata) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.register_node(id, host, port, md).await
     }
     async fn lease_refresh(&self, node_id: &str) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.lease_refresh(node_id).await
     }
     async fn deregister_node(&self, node_id: &str) -> Result<()> {
-        self.check()?;
+        self.check().await?;
         self.inner.deregister_node(node_id).await
     }
     async fn get_available_nodes(&self) -> Result<BTreeMap<String, NodeInfo>> {
-        self.check()?;
+        self.check().await?;
         self.inner.get_available_nodes().await
     }
 }
@@ -328,6 +339,45 @@ async fn an_outage_longer_than_the_ttl_loses_the_lease_and_recovers() {
     let state = wait_state(&handle, "registered", NodeState::is_registered).await;
     assert!(registered_since(&state) > since);
     handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_frozen_registry_is_noticed_through_timeouts() {
+    let ttl = Duration::from_secs(1);
+    let memory = Arc::new(MemoryRegistry::new(ttl));
+    let faults = FaultInjector::new(memory.clone());
+    let handle = Node::new(faults.clone(), "127.0.0.1", 9009)
+        .node_id("thawed")
+        .ttl(ttl)
+        .peer_view(None)
+        .start()
+        .await
+        .unwrap();
+    let since = registered_since(&handle.state());
+    faults.set_frozen(true);
+    let lost = wait_state(&handle, "lost", |s| matches!(s, NodeState::Lost { .. })).await;
+    match lost {
+        NodeState::Lost { last_error, .. } => {
+            assert!(
+                matches!(&last_error, Some(Error::Unavailable(m)) if m.contains("timed out")),
+                "{last_error:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    faults.set_frozen(false);
+    let state = wait_state(&handle, "registered", NodeState::is_registered).await;
+    assert!(registered_since(&state) > since);
+    assert!(is_listed(&memory, "thawed").await);
+
+    // Shutting down against a frozen registry ends (with the timeout) instead of hanging.
+    faults.set_frozen(true);
+    let error = tokio::time::timeout(DEADLINE, handle.shutdown())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
+    assert_eq!(handle.state(), NodeState::Stopped);
 }
 
 #[tokio::test]
@@ -608,4 +658,47 @@ async fn a_lagging_subscriber_is_resynced() {
         .await
         .unwrap();
     assert_eq!(end, None);
+}
+
+#[tokio::test]
+async fn a_frozen_registry_makes_the_view_stale_until_it_thaws() {
+    let memory = Arc::new(MemoryRegistry::new(Duration::from_secs(30)));
+    let faults = FaultInjector::new(memory.clone());
+    memory
+        .register_node("a", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    let view = PeerView::start(
+        faults.clone(),
+        PeerViewConfig {
+            call_timeout: Duration::from_millis(200),
+            ..fast_poll(None)
+        },
+    );
+    wait_until("the view is live", || async { view.len() == 1 }).await;
+    faults.set_frozen(true);
+    let mut sync = view.sync_changes();
+    let stale = tokio::time::timeout(
+        DEADLINE,
+        sync.wait_for(|s| matches!(s, PeerSync::Stale { .. })),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    match stale {
+        PeerSync::Stale { last_error, .. } => {
+            assert!(
+                matches!(&last_error, Error::Unavailable(m) if m.contains("timed out")),
+                "{last_error:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    memory
+        .register_node("b", "h", 2, Metadata::new())
+        .await
+        .unwrap();
+    faults.set_frozen(false);
+    wait_until("the view converges", || async { view.len() == 2 }).await;
 }

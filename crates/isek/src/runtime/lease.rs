@@ -51,7 +51,8 @@ pub enum NodeState {
     /// The node is not registered (never was yet, the registry forgot it, or its lease
     /// lapsed); registering again.
     Lost {
-        /// When the lease was lost (or the node started, if it never registered).
+        /// When the lease was lost: its deadline if it ran out unrenewed, the moment the
+        /// registry said it was gone, or the start if the node never registered.
         since: SystemTime,
         /// Consecutive failed attempts to register again (0 while the first is under way).
         attempts: u32,
@@ -452,6 +453,16 @@ impl Keeper {
         self.lease_lost || self.last_ok.is_none_or(|ok| ok.elapsed() > self.ttl)
     }
 
+    /// When the lease ran out unrenewed (a TTL after the last success), if it did; not
+    /// when the registry reported it gone, which is only known from the answer.
+    fn lapsed_at(&self) -> Option<SystemTime> {
+        if self.lease_lost {
+            return None;
+        }
+        let overdue = self.last_ok?.elapsed().checked_sub(self.ttl)?;
+        SystemTime::now().checked_sub(overdue)
+    }
+
     /// Whether shutdown was requested (or the handle vanished).
     fn stopping(&self) -> bool {
         *self.stop.borrow() || self.stop.has_changed().is_err()
@@ -536,7 +547,7 @@ impl Keeper {
     /// Publishes [`NodeState::Lost`], keeping the start of an ongoing loss.
     fn enter_lost(&mut self) {
         if !matches!(*self.state.borrow(), NodeState::Lost { .. }) {
-            self.lost_since = SystemTime::now();
+            self.lost_since = self.lapsed_at().unwrap_or_else(SystemTime::now);
         }
         self.publish(NodeState::Lost {
             since: self.lost_since,

@@ -32,26 +32,45 @@ use crate::store::Store;
 use crate::writer::{WriteError, WriteOp};
 
 /// What the center keeps about one node besides its id and lease: compact, because a
-/// million of them must fit in a few hundred MiB.
+/// million of them must fit in a few hundred MiB. Host and metadata share one
+/// allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
-    /// Where peers reach the node.
-    pub host: Box<str>,
+    /// The host followed by the metadata object as Flask-compatible compact JSON
+    /// text (ready to splice into listings and to store, never re-parsed).
+    text: Box<str>,
+    /// Length of the host prefix of `text` in bytes (hosts are at most 253 bytes).
+    host_len: u32,
     /// Where peers reach the node (1..=65535).
-    pub port: u16,
-    /// The metadata object as Flask-compatible compact JSON text, ready to splice
-    /// into listings and to store, never re-parsed on the hot path.
-    pub metadata: Box<str>,
+    port: u16,
 }
 
 impl NodeRecord {
     /// A record from its parts (`metadata` must already be compact JSON object text).
-    pub fn new(host: impl Into<Box<str>>, port: u16, metadata: impl Into<Box<str>>) -> Self {
+    pub fn new(host: &str, port: u16, metadata: &str) -> Self {
+        let mut text = String::with_capacity(host.len() + metadata.len());
+        text.push_str(host);
+        text.push_str(metadata);
         Self {
-            host: host.into(),
+            text: text.into_boxed_str(),
+            host_len: u32::try_from(host.len()).unwrap_or(u32::MAX),
             port,
-            metadata: metadata.into(),
         }
+    }
+
+    /// Where peers reach the node.
+    pub fn host(&self) -> &str {
+        self.text.get(..self.host_len as usize).unwrap_or("")
+    }
+
+    /// Where peers reach the node.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The metadata object as compact JSON text.
+    pub fn metadata(&self) -> &str {
+        self.text.get(self.host_len as usize..).unwrap_or("{}")
     }
 }
 

@@ -168,7 +168,7 @@ pub fn registration_of(
     }
     Ok(Registration {
         node_id: node_id.clone(),
-        record: NodeRecord::new(host.as_str(), port, metadata),
+        record: NodeRecord::new(host, port, &metadata),
     })
 }
 
@@ -245,12 +245,14 @@ mod tests {
         let r =
             reg(json!({"node_id": "n", "host": "h", "port": 1, "metadata": {"b": 1, "a": [true]}}));
         assert_eq!(
-            r.map(|r| r.record.metadata.to_string()).unwrap_or_default(),
+            r.map(|r| r.record.metadata().to_owned())
+                .unwrap_or_default(),
             r#"{"a":[true],"b":1}"#
         );
         let r = reg(json!({"node_id": "n", "host": "h", "port": 1, "metadata": null}));
         assert_eq!(
-            r.map(|r| r.record.metadata.to_string()).unwrap_or_default(),
+            r.map(|r| r.record.metadata().to_owned())
+                .unwrap_or_default(),
             "{}"
         );
         assert!(

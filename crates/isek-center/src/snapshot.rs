@@ -107,27 +107,58 @@ pub(crate) fn render(state: &State, now: Instant, wall: SystemTime) -> (Vec<u8>,
         }
         earliest = Some(earliest.map_or(entry.deadline, |e| e.min(entry.deadline)));
         let record = entry.value;
-        write_str(&mut out, entry.id);
+        write_json_str(&mut out, entry.id);
         out.push_str(":{\"expires_at\":");
-        write_float(
+        write_unix_seconds(
             &mut out,
             wall_secs + entry.deadline.saturating_duration_since(now).as_secs_f64(),
         );
         out.push_str(",\"host\":");
-        write_str(&mut out, &record.host);
+        write_json_str(&mut out, record.host());
         out.push_str(",\"metadata\":");
-        out.push_str(&record.metadata);
+        out.push_str(record.metadata());
         out.push_str(",\"node_id\":");
-        write_str(&mut out, entry.id);
+        write_json_str(&mut out, entry.id);
         out.push_str(",\"port\":");
         // Writing to a String cannot fail.
-        let _ = write!(out, "{}", record.port);
+        let _ = write!(out, "{}", record.port());
         out.push('}');
     }
     out.push_str("}},\"message\":");
     write_str(&mut out, LIST_MESSAGE);
     out.push_str("}\n");
     (out.into_bytes(), earliest)
+}
+
+/// Appends `s` as a Python `ensure_ascii` JSON string; printable ASCII without quotes
+/// or backslashes (nearly every id and host) is copied as is.
+fn write_json_str(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        write_str(out, s);
+    }
+}
+
+/// Appends a Unix time as Python's `float.__repr__` writes it. Python uses fixed
+/// notation between 1e-4 and 1e16, where Rust's `Display` gives the same shortest
+/// round-trip digits (it only omits the `.0` of integral values); anything else (a
+/// wall clock set to 1970 or the far future) goes through the general writer.
+fn write_unix_seconds(out: &mut String, secs: f64) {
+    if (1e-4..1e16).contains(&secs) {
+        let start = out.len();
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{secs}");
+        if !out[start..].contains('.') {
+            out.push_str(".0");
+        }
+    } else {
+        write_float(out, secs);
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +168,37 @@ mod tests {
     use super::*;
     use crate::lease::LeaseTable;
     use crate::registry::NodeRecord;
+
+    #[test]
+    fn unix_seconds_match_the_python_repr_writer() {
+        for secs in [
+            1795681547.9381578,
+            1795681547.0,
+            1795681547.5,
+            1.0e9 + 1.0 / 3.0,
+            0.00012,
+            123.456,
+            9.999999999999998e15,
+            0.0,
+            1e16,
+            1e20,
+        ] {
+            let (mut fast, mut general) = (String::new(), String::new());
+            write_unix_seconds(&mut fast, secs);
+            write_float(&mut general, secs);
+            assert_eq!(fast, general, "{secs}");
+        }
+    }
+
+    #[test]
+    fn strings_match_the_python_writer() {
+        for s in ["n1", "a b~", "q\"", "back\\slash", "é", "\u{7f}", "tab\t"] {
+            let (mut fast, mut general) = (String::new(), String::new());
+            write_json_str(&mut fast, s);
+            write_str(&mut general, s);
+            assert_eq!(fast, general, "{s:?}");
+        }
+    }
 
     #[test]
     fn renders_like_flask_sorted_by_id() {

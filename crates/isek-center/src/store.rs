@@ -113,7 +113,7 @@ impl Store {
             match serde_json::from_str::<serde_json::Value>(&metadata) {
                 Ok(value @ serde_json::Value::Object(_)) => {
                     let metadata = crate::json::to_compact_string(&value);
-                    nodes.push((Arc::from(id), NodeRecord::new(host, port, metadata)));
+                    nodes.push((Arc::from(id), NodeRecord::new(&host, port, &metadata)));
                 }
                 _ => tracing::warn!(node_id = %id, "skipping stored node with invalid metadata"),
             }
@@ -140,9 +140,9 @@ impl Store {
                     StoreOp::Upsert { id, record } => {
                         upsert.execute(params![
                             id,
-                            &*record.host,
-                            i64::from(record.port),
-                            &*record.metadata
+                            record.host(),
+                            i64::from(record.port()),
+                            record.metadata()
                         ])?;
                     }
                     StoreOp::Delete { id } => {

@@ -211,3 +211,37 @@ impl Registry for IsekCenterRegistry {
         Ok(nodes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_what_the_caller_can_do() {
+        let m = || "msg".to_owned();
+        assert_eq!(status_error(404, m()), Error::NotFound(m()));
+        assert_eq!(status_error(409, m()), Error::Conflict(m()));
+        assert_eq!(status_error(403, m()), Error::PermissionDenied(m()));
+        assert_eq!(status_error(400, m()), Error::InvalidArgument(m()));
+        assert_eq!(status_error(413, m()), Error::InvalidArgument(m()));
+        assert_eq!(status_error(415, m()), Error::InvalidArgument(m()));
+        assert_eq!(status_error(503, m()), Error::Unavailable(m()));
+        assert_eq!(
+            status_error(500, m()),
+            Error::Backend("HTTP 500: msg".to_owned())
+        );
+    }
+
+    #[test]
+    fn urls_must_be_http_and_lose_their_trailing_slash() {
+        let client = IsekCenterRegistry::new("http://127.0.0.1:8088/");
+        assert_eq!(
+            client.map(|c| c.url().to_owned()),
+            Ok("http://127.0.0.1:8088".to_owned())
+        );
+        assert!(matches!(
+            IsekCenterRegistry::new("127.0.0.1:8088"),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+}

@@ -226,7 +226,27 @@ struct Inner {
     /// Leases this instance granted, by node id: a refresh then needs no read.
     /// A std mutex, never held across an await.
     leases: Mutex<HashMap<String, i64>>,
+    /// Outcome of checking each key's value, reused while the value is byte-identical
+    /// (verification is a pure function of key and value, and costs ~150 µs): repeated
+    /// listings only verify what changed. Pruned to the keys of the latest listing.
+    checked: Mutex<HashMap<Vec<u8>, CheckedValue>>,
 }
+
+/// A cached verification outcome.
+struct CheckedValue {
+    /// The exact value that was checked.
+    value: Vec<u8>,
+    /// The node and whether it is legacy, or why it was rejected.
+    outcome: CheckOutcome,
+}
+
+/// What checking one entry yields: the node and whether it is a legacy entry, or why
+/// it is not a valid node.
+type CheckOutcome = std::result::Result<(NodeInfo, bool), String>;
+
+/// Below this many unverified entries a listing verifies inline rather than on the
+/// blocking pool.
+const PARALLEL_VERIFY_THRESHOLD: usize = 32;
 
 /// A [`Registry`] writing ISEK entries into etcd on behalf of one node identity.
 #[derive(Clone)]
@@ -293,6 +313,7 @@ impl EtcdRegistry {
                 timeout: config.timeout,
                 endpoints: config.endpoints.join(","),
                 leases: Mutex::new(HashMap::new()),
+                checked: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -385,7 +406,7 @@ impl Inner {
     }
 
     /// Parses and verifies an entry; the node id must match its key.
-    fn check(&self, key: &[u8], value: &[u8]) -> std::result::Result<(NodeInfo, bool), String> {
+    fn check(&self, key: &[u8], value: &[u8]) -> CheckOutcome {
         let node_id = self.node_id_of(key)?;
         let entry = StoredEntry::parse(value).map_err(|e| e.to_string())?;
         let alg = verify_entry(&entry).map_err(|e| e.to_string())?;
@@ -396,6 +417,80 @@ impl Inner {
             ));
         }
         Ok((entry.to_node_info(), alg == SignatureAlg::LegacySha1))
+    }
+
+    /// Checks every listed entry: cached outcomes for unchanged values, the rest verified
+    /// on the blocking pool in parallel chunks (a large listing would otherwise hold a
+    /// runtime thread for a long time). Returns outcomes in listing order.
+    async fn check_listing(self: &Arc<Self>, kvs: Vec<KeyValue>) -> Vec<(Vec<u8>, CheckOutcome)> {
+        let mut results: Vec<Option<CheckOutcome>> = Vec::with_capacity(kvs.len());
+        let mut todo: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+        {
+            let checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, kv) in kvs.iter().enumerate() {
+                match checked.get(kv.key()) {
+                    Some(hit) if hit.value == kv.value() => results.push(Some(hit.outcome.clone())),
+                    _ => {
+                        results.push(None);
+                        todo.push((i, kv.key().to_vec(), kv.value().to_vec()));
+                    }
+                }
+            }
+        }
+        let fresh: Vec<(usize, Vec<u8>, Vec<u8>, CheckOutcome)> =
+            if todo.len() < PARALLEL_VERIFY_THRESHOLD {
+                todo.into_iter()
+                    .map(|(i, k, v)| {
+                        let outcome = self.check(&k, &v);
+                        (i, k, v, outcome)
+                    })
+                    .collect()
+            } else {
+                let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let chunk = todo.len().div_ceil(workers);
+                let mut tasks = Vec::new();
+                let mut rest = todo;
+                while !rest.is_empty() {
+                    let tail = rest.split_off(chunk.min(rest.len()));
+                    let part = std::mem::replace(&mut rest, tail);
+                    let inner = self.clone();
+                    tasks.push(tokio::task::spawn_blocking(move || {
+                        part.into_iter()
+                            .map(|(i, k, v)| {
+                                let outcome = inner.check(&k, &v);
+                                (i, k, v, outcome)
+                            })
+                            .collect::<Vec<_>>()
+                    }));
+                }
+                let mut all = Vec::new();
+                for task in tasks {
+                    match task.await {
+                        Ok(part) => all.extend(part),
+                        // Only reachable if verification panicked; leave those entries
+                        // out (as unverifiable) rather than fail the listing.
+                        Err(e) => tracing::error!(error = %e, "entry verification task failed"),
+                    }
+                }
+                all
+            };
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, key, value, outcome) in fresh {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Some(outcome.clone());
+            }
+            checked.insert(key, CheckedValue { value, outcome });
+        }
+        let live: HashSet<&[u8]> = kvs.iter().map(|kv| kv.key()).collect();
+        checked.retain(|key, _| live.contains(key.as_slice()));
+        kvs.iter()
+            .zip(results)
+            .map(|(kv, outcome)| {
+                let outcome =
+                    outcome.unwrap_or_else(|| Err("entry could not be verified".to_owned()));
+                (kv.key().to_vec(), outcome)
+            })
+            .collect()
     }
 
     /// The operator's view of one key-value.
@@ -670,13 +765,13 @@ impl Registry for EtcdRegistry {
     async fn get_available_nodes(&self) -> Result<BTreeMap<String, NodeInfo>> {
         let (kvs, _) = self.inner.list_prefix().await?;
         let mut nodes = BTreeMap::new();
-        for kv in &kvs {
-            match self.inner.check(kv.key(), kv.value()) {
+        for (key, outcome) in self.inner.check_listing(kvs).await {
+            match outcome {
                 Ok((node, _)) => {
                     nodes.insert(node.node_id.clone(), node);
                 }
                 Err(reason) => tracing::warn!(
-                    key = %String::from_utf8_lossy(kv.key()),
+                    key = %String::from_utf8_lossy(&key),
                     %reason,
                     "skipping etcd entry"
                 ),
@@ -728,8 +823,8 @@ impl WatchState {
                 match self.inner.list_prefix().await {
                     Ok((kvs, revision)) => {
                         let mut nodes = BTreeMap::new();
-                        for kv in &kvs {
-                            if let Ok((node, _)) = self.inner.check(kv.key(), kv.value()) {
+                        for (_, outcome) in self.inner.check_listing(kvs).await {
+                            if let Ok((node, _)) = outcome {
                                 nodes.insert(node.node_id.clone(), node);
                             }
                         }

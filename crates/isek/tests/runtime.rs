@@ -22,8 +22,8 @@ use isek::{Error, MemoryRegistry, Metadata, NodeInfo, Registry, Result};
 const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Fault injection only: forwards to a real [`MemoryRegistry`] unless switched "down"
-/// (every call fails as an unreachable registry would) or "frozen" (every call hangs,
-/// as against a stopped process).
+/// (every call fails as an unreachable registry would), "frozen" (every call hangs, as
+/// against a stopped process) or "denied" (every call is refused as unauthorised).
 struct FaultInjector {
     /// The real registry behind.
     inner: Arc<MemoryRegistry>,
@@ -31,6 +31,8 @@ struct FaultInjector {
     down: AtomicBool,
     /// Whether calls currently hang.
     frozen: AtomicBool,
+    /// Whether calls are currently refused as unauthorised.
+    denied: AtomicBool,
 }
 
 impl FaultInjector {
@@ -39,6 +41,7 @@ impl FaultInjector {
             inner,
             down: AtomicBool::new(false),
             frozen: AtomicBool::new(false),
+            denied: AtomicBool::new(false),
         })
     }
 
@@ -50,9 +53,18 @@ impl FaultInjector {
         self.frozen.store(frozen, Ordering::SeqCst);
     }
 
+    fn set_denied(&self, denied: bool) {
+        self.denied.store(denied, Ordering::SeqCst);
+    }
+
     async fn check(&self) -> Result<()> {
         if self.frozen.load(Ordering::SeqCst) {
             std::future::pending::<()>().await;
+        }
+        if self.denied.load(Ordering::SeqCst) {
+            return Err(Error::PermissionDenied(
+                "fault injected: access revoked".into(),
+            ));
         }
         if self.down.load(Ordering::SeqCst) {
             Err(Error::Unavailable("fault injected: registry down".into()))
@@ -378,6 +390,35 @@ async fn a_frozen_registry_is_noticed_through_timeouts() {
         .unwrap_err();
     assert!(matches!(error, Error::Unavailable(_)), "{error:?}");
     assert_eq!(handle.state(), NodeState::Stopped);
+}
+
+#[tokio::test]
+async fn a_refusal_mid_life_stops_the_node_in_failed() {
+    let memory = Arc::new(MemoryRegistry::new(Duration::from_secs(1)));
+    let faults = FaultInjector::new(memory.clone());
+    let handle = Node::new(faults.clone(), "127.0.0.1", 9010)
+        .node_id("revoked")
+        .ttl(Duration::from_secs(1))
+        .peer_view(None)
+        .start()
+        .await
+        .unwrap();
+    faults.set_denied(true);
+    let failed = wait_state(&handle, "failed", |s| matches!(s, NodeState::Failed(_))).await;
+    assert!(
+        matches!(failed, NodeState::Failed(Error::PermissionDenied(_))),
+        "{failed:?}"
+    );
+    // The keeper gave up: the entry expires rather than being renewed or re-registered.
+    wait_until("the entry expired", || async {
+        !is_listed(&memory, "revoked").await
+    })
+    .await;
+    faults.set_denied(false);
+    // Shutdown still works and finds nothing to remove.
+    handle.shutdown().await.unwrap();
+    assert_eq!(handle.state(), NodeState::Stopped);
+    assert!(!is_listed(&memory, "revoked").await);
 }
 
 #[tokio::test]

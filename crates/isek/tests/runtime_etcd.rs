@@ -171,3 +171,56 @@ async fn a_peer_view_follows_etcd_through_its_watch_stream() {
     late.shutdown().await.unwrap();
     wait_until("the last leave is seen", || async { view.is_empty() }).await;
 }
+
+#[tokio::test]
+async fn an_id_held_by_another_identity_is_refused_and_a_deleted_entry_comes_back() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let owner_identity = NodeIdentity::generate();
+    let config = EtcdConfig::new([etcd.endpoint()])
+        .parent("owners")
+        .ttl(TTL)
+        .timeout(Duration::from_millis(500));
+    let owner = Arc::new(
+        EtcdRegistry::connect(config.clone(), owner_identity.clone())
+            .await
+            .unwrap(),
+    );
+    let handle = Node::new(owner, "127.0.0.1", 9500)
+        .node_id("taken")
+        .ttl(TTL)
+        .peer_view(None)
+        .start()
+        .await
+        .unwrap();
+    let since = match handle.state() {
+        NodeState::Registered { since } => since,
+        other => panic!("{other:?}"),
+    };
+
+    // Another identity cannot take the id: start fails instead of fighting over it.
+    let intruder = registry(&etcd, "owners").await;
+    let error = Node::new(intruder.clone(), "127.0.0.1", 9501)
+        .node_id("taken")
+        .ttl(TTL)
+        .peer_view(None)
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, isek::Error::Conflict(_)), "{error:?}");
+
+    // The owner's other process (same identity) removes the entry: the node comes back.
+    let other_process = EtcdRegistry::connect(config, owner_identity).await.unwrap();
+    other_process.deregister_node("taken").await.unwrap();
+    wait_state(
+        &handle,
+        "registered again",
+        |s| matches!(s, NodeState::Registered { since: again } if *again > since),
+    )
+    .await;
+    wait_until("the entry is back", || async {
+        listed(&intruder).await.contains_key("taken")
+    })
+    .await;
+    handle.shutdown().await.unwrap();
+    assert!(!listed(&intruder).await.contains_key("taken"));
+}

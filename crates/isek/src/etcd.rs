@@ -562,6 +562,13 @@ impl Inner {
         }
     }
 
+    /// Whether `key` exists and is attached to `lease` (one compare-only transaction).
+    async fn key_has_lease(&self, key: &str, lease: i64) -> Result<bool> {
+        let txn = Txn::new().when([Compare::lease(key, CompareOp::Equal, lease)]);
+        let mut kv = self.client.kv_client();
+        Ok(self.call("lease check", kv.txn(txn)).await?.succeeded())
+    }
+
     /// Sends one keep-alive for `lease`: `Ok(false)` when the lease no longer exists.
     async fn keep_alive_once(&self, lease: i64) -> Result<bool> {
         let mut lc = self.client.lease_client();
@@ -704,15 +711,26 @@ impl Registry for EtcdRegistry {
     async fn lease_refresh(&self, node_id: &str) -> Result<()> {
         validate_segment("node_id", node_id)?;
         let inner = &self.inner;
+        let key = node_key(&inner.parent, node_id);
         if let Some(lease) = inner.cached_lease(node_id) {
-            if inner.keep_alive_once(lease).await? {
+            // The lease we granted, kept alive while (concurrently) checking the key
+            // still carries it: a key deleted or replaced behind our back must surface
+            // as NotFound / PermissionDenied, not as a lease kept alive for nothing.
+            let (alive, attached) = tokio::join!(
+                inner.keep_alive_once(lease),
+                inner.key_has_lease(&key, lease)
+            );
+            let (alive, attached) = (alive?, attached?);
+            if alive && attached {
                 return Ok(());
             }
             inner.set_cached_lease(node_id, None);
+            if alive {
+                inner.revoke_quietly(lease).await;
+            }
         }
         // Not granted here (another process registered it with the same identity), or
         // our lease is gone: find the lease on the key, if the entry is ours.
-        let key = node_key(&inner.parent, node_id);
         let kv = inner
             .read_key(&key)
             .await?

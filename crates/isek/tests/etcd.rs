@@ -527,3 +527,32 @@ async fn watch_streams_changes_and_survives_restart_and_compaction() {
     };
     assert_eq!(nodes.keys().collect::<Vec<_>>(), vec!["a", "b", "c"]);
 }
+
+#[tokio::test]
+async fn refresh_notices_a_key_deleted_or_replaced_behind_its_back() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let reg = registry(&etcd, "root", &NodeIdentity::generate()).await;
+    let mut raw = raw_client(&etcd).await;
+    reg.register_node("node-a", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    reg.lease_refresh("node-a").await.unwrap();
+    // An operator deletes the key (the lease stays): the node must learn it is gone.
+    raw.delete("/root/node-a", None).await.unwrap();
+    assert!(matches!(
+        reg.lease_refresh("node-a").await,
+        Err(Error::NotFound(_))
+    ));
+    reg.register_node("node-a", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    reg.lease_refresh("node-a").await.unwrap();
+    // An original Python registry (no ownership checks) overwrites it with its own entry.
+    let spec = spec();
+    let original = spec["samples"]["ascii"]["value_exact"].as_str().unwrap();
+    raw.put("/root/node-a", original, None).await.unwrap();
+    assert!(matches!(
+        reg.lease_refresh("node-a").await,
+        Err(Error::PermissionDenied(_))
+    ));
+}

@@ -544,6 +544,7 @@ async fn peer_view_sees_joins_updates_and_leaves() {
             source: PeerSource::Poll
         }
     );
+    assert_eq!(view.revision(), 0, "polling knows no revisions");
 
     // A node re-registering with a new card is an update.
     registry

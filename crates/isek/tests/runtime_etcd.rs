@@ -147,6 +147,7 @@ async fn a_peer_view_follows_etcd_through_its_watch_stream() {
     let clean = start("clean", "planner").await;
     let crashed = start("crashed", "worker").await;
     wait_until("both nodes are seen", || async { view.len() == 2 }).await;
+    assert!(view.revision() > 0, "etcd numbers its changes");
     let workers = view.find(|n| n.metadata.get("role").and_then(|r| r.as_str()) == Some("worker"));
     assert_eq!(workers.len(), 1);
     assert_eq!(workers[0].node_id, "crashed");

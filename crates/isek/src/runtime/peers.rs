@@ -338,6 +338,12 @@ impl PeerView {
             .collect()
     }
 
+    /// Revision of the latest change applied, as the registry numbers them (etcd's
+    /// revision, the center's change number); 0 when the view polls.
+    pub fn revision(&self) -> u64 {
+        self.shared.table().revision
+    }
+
     /// Number of known peers.
     pub fn len(&self) -> usize {
         self.shared.table().peers.len()

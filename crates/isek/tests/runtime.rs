@@ -203,7 +203,7 @@ async fn default_node_id_is_random_hex() {
 
 #[tokio::test]
 async fn renewals_keep_the_node_alive_past_several_ttls() {
-    let ttl = Duration::from_secs(1);
+    let ttl = Duration::from_secs(2);
     let registry = Arc::new(MemoryRegistry::new(ttl));
     let handle = Node::new(registry.clone(), "127.0.0.1", 9001)
         .node_id("steady")
@@ -213,8 +213,8 @@ async fn renewals_keep_the_node_alive_past_several_ttls() {
         .await
         .unwrap();
     let since = registered_since(&handle.state());
-    // Watch the entry continuously for three and a half TTLs: it must never lapse.
-    let until = tokio::time::Instant::now() + ttl * 7 / 2;
+    // Watch the entry continuously for three TTLs: it must never lapse.
+    let until = tokio::time::Instant::now() + ttl * 3;
     while tokio::time::Instant::now() < until {
         assert!(is_listed(&registry, "steady").await, "lease lapsed");
         tokio::time::sleep(Duration::from_millis(50)).await;

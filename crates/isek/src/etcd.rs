@@ -614,6 +614,18 @@ fn map_etcd_error(endpoints: &str, what: &str, e: etcd_client::Error) -> Error {
     use etcd_client::Error as E;
     let message = format!("etcd at {endpoints}: {what} failed: {e}");
     match &e {
+        // etcd reports missing or wrong credentials as INVALID_ARGUMENT/FAILED_PRECONDITION.
+        E::GRpcStatus(status)
+            if [
+                "user name is empty",
+                "authentication failed",
+                "invalid auth token",
+            ]
+            .iter()
+            .any(|m| status.message().contains(m)) =>
+        {
+            Error::PermissionDenied(message)
+        }
         E::GRpcStatus(status) => match status.code() {
             Code::NotFound => Error::NotFound(message),
             Code::PermissionDenied | Code::Unauthenticated => Error::PermissionDenied(message),

@@ -556,3 +556,35 @@ async fn refresh_notices_a_key_deleted_or_replaced_behind_its_back() {
         Err(Error::PermissionDenied(_))
     ));
 }
+
+#[tokio::test]
+async fn credentials_reach_an_etcd_with_auth_enabled() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let mut raw = raw_client(&etcd).await;
+    raw.role_add("root").await.unwrap();
+    raw.user_add("root", "root-pw", None).await.unwrap();
+    raw.user_grant_role("root", "root").await.unwrap();
+    raw.auth_enable().await.unwrap();
+
+    let config = EtcdConfig::new([etcd.endpoint()]).credentials("root", "root-pw");
+    let reg = EtcdRegistry::connect(config, NodeIdentity::generate())
+        .await
+        .unwrap();
+    reg.register_node("n", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    reg.lease_refresh("n").await.unwrap();
+    assert_eq!(reg.get_available_nodes().await.unwrap().len(), 1);
+
+    let wrong = EtcdConfig::new([etcd.endpoint()]).credentials("root", "nope");
+    let err = EtcdRegistry::connect(wrong, NodeIdentity::generate())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::PermissionDenied(_) | Error::InvalidArgument(_)),
+        "{err}"
+    );
+    let anonymous = registry(&etcd, "root", &NodeIdentity::generate()).await;
+    let err = anonymous.get_available_nodes().await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied(_)), "{err}");
+}

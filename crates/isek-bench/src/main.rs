@@ -3,7 +3,9 @@
 //! - `isek-bench load --url http://127.0.0.1:PORT --scenario renew|register|list ...`
 //!   drives one load and prints throughput and p50/p90/p99/max latency.
 //! - `isek-bench baseline --listen 127.0.0.1:0` serves the bare axum renew route.
-//! - `isek-bench suite --isek target/release/isek` runs every measurement of issue 2
+//! - `isek-bench center --listen 127.0.0.1:0 [--data-dir DIR | --in-memory]` runs the
+//!   real center (`isek_center::run`) in this binary, for when `isek center` is missing.
+//! - `isek-bench suite [--isek target/release/isek]` runs every measurement of issue 2
 //!   (used by `scripts/bench.sh`).
 
 use std::net::SocketAddr;
@@ -32,6 +34,8 @@ enum Command {
     Load(LoadArgs),
     /// Serve the bare axum renew route (the baseline) until SIGINT/SIGTERM.
     Baseline(BaselineArgs),
+    /// Run the real center (isek_center::run) until SIGINT/SIGTERM.
+    Center(CenterArgs),
     /// Run every measurement of issue 2 and print a summary table.
     Suite(SuiteArgs),
 }
@@ -82,17 +86,39 @@ struct BaselineArgs {
     mode: BaselineMode,
 }
 
+/// Options of `center` (the same flags as `isek center`).
+#[derive(Debug, Args)]
+struct CenterArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Directory of the on-disk store.
+    #[arg(
+        long,
+        conflicts_with = "in_memory",
+        required_unless_present = "in_memory"
+    )]
+    data_dir: Option<PathBuf>,
+    /// Keep nodes in memory only.
+    #[arg(long)]
+    in_memory: bool,
+    /// Lease length in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    lease_ttl: f64,
+}
+
 /// Options of `suite`.
 #[derive(Debug, Args)]
 struct SuiteArgs {
-    /// The `isek` binary (default: next to this one).
+    /// The `isek` binary whose `center` is measured (default: this binary's own
+    /// `center` subcommand, the same `isek_center::run`).
     #[arg(long)]
     isek: Option<PathBuf>,
     /// Directory for data dirs and server logs (default: a fresh temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Seconds of each measured load.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = 5.0)]
     duration: f64,
     /// Seconds of unmeasured warm-up before each renew measurement.
     #[arg(long, default_value_t = 1.0)]
@@ -130,6 +156,9 @@ struct SuiteArgs {
     /// Runtime worker threads of the load generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Interleaved renew rounds (baselines and center alternate; best round counts).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// Seconds as a Duration, rejecting negative or absurd values.
@@ -237,6 +266,32 @@ fn run_baseline(args: BaselineArgs) -> anyhow::Result<()> {
     })
 }
 
+/// `center`.
+fn run_center(args: CenterArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "this benchmark center only listens on loopback, got {}",
+            args.listen
+        );
+    }
+    let config = isek_center::Config {
+        data_dir: if args.in_memory { None } else { args.data_dir },
+        lease_ttl: seconds(args.lease_ttl, "--lease-ttl")?,
+        ..isek_center::Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        println!("{}", listener.local_addr()?);
+        isek_center::run(listener, config, shutdown_signal()).await?;
+        anyhow::Ok(())
+    })
+}
+
 /// `suite`.
 fn run_suite(args: SuiteArgs) -> anyhow::Result<()> {
     let bench_exe = std::env::current_exe().context("cannot find this executable")?;
@@ -289,6 +344,7 @@ fn run_suite(args: SuiteArgs) -> anyhow::Result<()> {
         wrk: args.wrk,
         wrk_script: args.wrk_script,
         wrk_threads: args.wrk_threads,
+        rounds: args.rounds,
     };
     eprintln!("work dir: {}", config.work_dir.display());
     let rows = runtime(args.threads)?.block_on(suite::run(&config))?;
@@ -300,6 +356,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Load(args) => run_load(args),
         Command::Baseline(args) => run_baseline(args),
+        Command::Center(args) => run_center(args),
         Command::Suite(args) => run_suite(args),
     }
 }

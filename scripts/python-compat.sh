@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Compatibility check with the original Python ISEK client (not part of test.sh: it
+# needs PyPI). Installs isek 0.2.1 (without its heavy dependencies) and requests in a
+# throwaway virtualenv, starts `isek center --in-memory` on a free port, and runs
+# scripts/python_compat.py against it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/packages.sh
+require_commands protoc:protobuf-compiler python3:python3
+
+work=$(mktemp -d)
+center_pid=""
+cleanup() {
+    [ -n "$center_pid" ] && kill "$center_pid" 2>/dev/null && wait "$center_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! python3 -m venv "$work/venv" >/dev/null 2>&1; then
+    # Debian splits venv out of python3.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
+    python3 -m venv "$work/venv"
+fi
+"$work/venv/bin/pip" install --quiet --no-deps isek==0.2.1
+"$work/venv/bin/pip" install --quiet requests
+
+cargo build --release -p isek-cli
+target/release/isek center --listen 127.0.0.1:0 --in-memory >"$work/center.out" 2>"$work/center.err" &
+center_pid=$!
+for _ in $(seq 100); do
+    grep -q "listening on" "$work/center.out" 2>/dev/null && break
+    sleep 0.1
+done
+port=$(sed -n 's/^isek center listening on http:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/center.out")
+[ -n "$port" ] || { cat "$work/center.err" >&2; echo "center did not start" >&2; exit 1; }
+"$work/venv/bin/python" scripts/python_compat.py "$port"

@@ -3,7 +3,7 @@
 //! For tests, single-process deployments and examples. Unlike the original
 //! `DefaultRegistry` it is not a no-op: entries expire when their lease runs out,
 //! exactly like the other backends, so code tested against it behaves the same
-//! against a center or etcd.
+//! against a center or etcd; its error messages are the center's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::wire::center::{deregister_not_found_message, renew_not_found_message};
 use crate::{Error, Metadata, NodeInfo, Registry, Result};
 
 /// Default lease length, as in the original ISEK.
@@ -120,9 +121,7 @@ impl Registry for MemoryRegistry {
                 *deadline = now + ttl;
                 Ok(())
             }
-            None => Err(Error::NotFound(format!(
-                "node '{node_id}' is not registered"
-            ))),
+            None => Err(Error::NotFound(renew_not_found_message(node_id))),
         })
     }
 
@@ -130,9 +129,7 @@ impl Registry for MemoryRegistry {
         check_node_id(node_id)?;
         self.with_live(|nodes, _| match nodes.remove(node_id) {
             Some(_) => Ok(()),
-            None => Err(Error::NotFound(format!(
-                "node '{node_id}' is not registered"
-            ))),
+            None => Err(Error::NotFound(deregister_not_found_message(node_id))),
         })
     }
 

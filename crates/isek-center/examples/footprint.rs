@@ -32,7 +32,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Config::default()
     };
     println!("start: rss {:.1} MiB", rss_mib());
+    let t = Instant::now();
     let center = Center::start(config).await?;
+    println!(
+        "started (store loaded) in {:.2} s: {} nodes, rss {:.1} MiB",
+        t.elapsed().as_secs_f64(),
+        center.live_count(),
+        rss_mib()
+    );
     let started = Instant::now();
     let workers = 512;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

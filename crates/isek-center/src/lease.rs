@@ -207,10 +207,17 @@ impl<V> LeaseTable<V> {
     /// Collects the leases that ran out at or before `now`. They stay in the table,
     /// invisible to live reads, until removed with [`Self::remove_generation`].
     pub fn expire(&mut self, now: Instant) -> Vec<Expired> {
+        self.expire_at_most(now, usize::MAX)
+    }
+
+    /// Like [`Self::expire`], but stops after `limit` expired leases, so a mass
+    /// expiry (every node reloaded at the same instant, none renewed) is handled in
+    /// bounded steps; the rest stays due and [`Self::next_deadline`] says so.
+    pub fn expire_at_most(&mut self, now: Instant, limit: usize) -> Vec<Expired> {
         let now = self.offset(now);
         let mut expired = Vec::new();
         while let Some(Reverse(check)) = self.checks.peek() {
-            if check.at > now {
+            if check.at > now || expired.len() >= limit {
                 break;
             }
             let Some(Reverse(check)) = self.checks.pop() else {
@@ -401,6 +408,26 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].generation, 2);
         assert_eq!(t.pending_checks(), 0);
+    }
+
+    #[test]
+    fn expire_at_most_leaves_the_rest_due() {
+        let (mut t, t0) = table();
+        for (i, name) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            t.insert(id(name), "X", i as u64 + 1, t0);
+        }
+        let later = t0 + secs(31);
+        assert_eq!(t.expire_at_most(later, 2).len(), 2);
+        assert_eq!(t.next_deadline(), Some(t0 + TTL), "the rest is still due");
+        assert_eq!(
+            t.live(later).count(),
+            0,
+            "all invisible at their deadline anyway"
+        );
+        assert_eq!(t.expire_at_most(later, 2).len(), 2);
+        assert_eq!(t.expire_at_most(later, 2).len(), 1);
+        assert!(t.expire_at_most(later, 2).is_empty());
+        assert_eq!(t.next_deadline(), None);
     }
 
     #[test]

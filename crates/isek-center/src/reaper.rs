@@ -14,6 +14,10 @@ use tokio::time::Instant;
 use crate::registry::Core;
 use crate::writer::WriteOp;
 
+/// Most expired leases handled per step: bounds the time the state lock is held and
+/// the size of the store transaction when many leases run out at once.
+const EXPIRE_CHUNK: usize = 4096;
+
 /// Runs until `stop` turns true (or its sender is gone) or the writer is gone.
 pub(crate) async fn run(
     core: Arc<Core>,
@@ -24,7 +28,10 @@ pub(crate) async fn run(
         let now = Instant::now();
         let (expired, next) = {
             let mut state = core.lock();
-            (state.leases.expire(now), state.leases.next_deadline())
+            (
+                state.leases.expire_at_most(now, EXPIRE_CHUNK),
+                state.leases.next_deadline(),
+            )
         };
         if !expired.is_empty() {
             tracing::info!(count = expired.len(), "leases expired");

@@ -69,7 +69,9 @@ impl SnapshotCache {
             (body, state.revision, earliest)
         };
         let body = Bytes::from(body);
-        let age_limit = now + self.max_age;
+        // Counted from the end of the build: a listing of a million nodes takes longer
+        // to build than `max_age`, and must still be reused meanwhile.
+        let age_limit = Instant::now() + self.max_age;
         let valid_until = earliest.map_or(age_limit, |d| d.min(age_limit));
         *cached = Some(Snapshot {
             body: body.clone(),

@@ -110,12 +110,14 @@ impl Store {
                 tracing::warn!(node_id = %id, port, "skipping stored node with an invalid port");
                 continue;
             };
-            match serde_json::from_str::<serde_json::Value>(&metadata) {
-                Ok(value @ serde_json::Value::Object(_)) => {
-                    let metadata = crate::json::to_compact_string(&value);
-                    nodes.push((Arc::from(id), NodeRecord::new(&host, port, &metadata)));
-                }
-                _ => tracing::warn!(node_id = %id, "skipping stored node with invalid metadata"),
+            // Stored text is what the center wrote (compact Flask JSON); check it is
+            // still a JSON object rather than re-serializing it (fast restarts).
+            let is_object = metadata.starts_with('{')
+                && serde_json::from_str::<serde::de::IgnoredAny>(&metadata).is_ok();
+            if is_object {
+                nodes.push((Arc::from(id), NodeRecord::new(&host, port, &metadata)));
+            } else {
+                tracing::warn!(node_id = %id, "skipping stored node with invalid metadata");
             }
         }
         Ok(nodes)

@@ -155,8 +155,15 @@ impl Writer {
                 Plan::Delete { id, .. } | Plan::Expire { id, .. } => StoreOp::Delete { id },
             })
             .collect();
+        let started = std::time::Instant::now();
         let committed = self.store.commit(&ops);
+        let size = ops.len();
         drop(ops);
+        tracing::debug!(
+            size,
+            commit_ms = started.elapsed().as_secs_f64() * 1e3,
+            "store commit"
+        );
         match committed {
             Ok(()) => self.apply(plans),
             Err(e) => self.fail(plans, &e),

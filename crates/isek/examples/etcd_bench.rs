@@ -177,6 +177,19 @@ async fn main() {
     for _ in 0..leases.min(2000) {
         ids.push(client.lease_grant(60, None).await.unwrap().id());
     }
+    let d = run(ids.len(), concurrency, |i| {
+        let mut client = client.clone();
+        let id = ids[i];
+        async move {
+            client.lease_keep_alive(id).await.unwrap();
+        }
+    })
+    .await;
+    println!(
+        "raw: one keep-alive stream per refresh on {} leases {}",
+        ids.len(),
+        rate(ids.len(), d)
+    );
     let start = Instant::now();
     let mut keepers = Vec::new();
     for id in &ids {

@@ -118,7 +118,7 @@ struct SuiteArgs {
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Seconds of each measured load.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 3.0)]
     duration: f64,
     /// Seconds of unmeasured warm-up before each renew measurement.
     #[arg(long, default_value_t = 1.0)]
@@ -157,7 +157,7 @@ struct SuiteArgs {
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Interleaved renew rounds (baselines and center alternate; best round counts).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
 }
 

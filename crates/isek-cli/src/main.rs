@@ -6,8 +6,10 @@
 //! (`error: ...`); logs go to stderr too, filtered by `RUST_LOG`.
 
 mod backend;
+mod run;
 mod server;
 mod table;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -78,6 +80,10 @@ enum Command {
         #[arg(long)]
         node_id: String,
     },
+    /// Register a node and keep it alive until SIGINT or SIGTERM, then deregister it.
+    Run(run::RunArgs),
+    /// Print membership changes as they happen, until SIGINT or SIGTERM.
+    Watch(watch::WatchArgs),
 }
 
 /// Exit status of a command that failed while running.
@@ -158,6 +164,8 @@ fn run(command: Command) -> anyhow::Result<()> {
                 println!("{}", renewed_message(&node_id));
                 Ok(())
             }
+            Command::Run(args) => run::run(args).await,
+            Command::Watch(args) => watch::watch(args).await,
             Command::Deregister { backend, node_id } => {
                 backend.connect()?.deregister_node(&node_id).await?;
                 println!("{}", deregistered_message(&node_id));

@@ -105,3 +105,39 @@ pub fn stored_ids(dir: &std::path::Path) -> Vec<String> {
         .collect::<Result<_, _>>()
         .unwrap()
 }
+
+/// Re-registrations racing the expiry of the previous registrations: however the
+/// reaper's cleanup interleaves with them, every acknowledged registration stays live
+/// and stored (an expiry only removes the generation that ran out).
+#[tokio::test]
+async fn reregistration_racing_expiry_is_never_removed() {
+    const IDS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        lease_ttl: TTL,
+        ..Config::on_disk(dir.path())
+    };
+    let c = TestCenter::with_config(config).await;
+    let ids: Vec<String> = (0..IDS).map(|i| format!("x{i:03}")).collect();
+    let register_all = || {
+        futures::future::join_all(ids.iter().map(|id| {
+            let c = &c;
+            async move { c.register(id).await.status }
+        }))
+    };
+    assert!(register_all().await.iter().all(|s| *s == StatusCode::OK));
+    // Re-register everything again and again across the first deadline: some land
+    // before it, some between the expiry and the reaper's cleanup, some after.
+    tokio::time::sleep(TTL - Duration::from_millis(20)).await;
+    for _ in 0..4 {
+        assert!(register_all().await.iter().all(|s| *s == StatusCode::OK));
+    }
+    // Give any stale cleanup time to run, well within the last leases.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(c.listed_ids().await, ids);
+    assert_eq!(stored_ids(dir.path()), ids);
+    for id in &ids {
+        assert_eq!(c.renew(id).await.status, StatusCode::OK);
+    }
+    c.center.shutdown().await.unwrap();
+}

@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// Default lease length, as in the original ISEK center.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
@@ -58,6 +60,30 @@ impl Config {
             data_dir: Some(data_dir.into()),
             ..Self::default()
         }
+    }
+}
+
+impl Config {
+    /// Rejects values a center cannot run with: a zero lease (every node would be
+    /// expired on arrival) or zero limits (nothing could be registered).
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.lease_ttl.is_zero() {
+            return Err(Error::Config(
+                "the lease TTL must be longer than zero".into(),
+            ));
+        }
+        let limits = [
+            ("max_body_bytes", self.limits.max_body_bytes),
+            ("max_metadata_bytes", self.limits.max_metadata_bytes),
+            ("max_node_id_bytes", self.limits.max_node_id_bytes),
+            ("max_host_bytes", self.limits.max_host_bytes),
+        ];
+        for (name, value) in limits {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(())
     }
 }
 

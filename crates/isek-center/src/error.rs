@@ -9,6 +9,9 @@ use std::path::PathBuf;
 /// Why the center failed as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A configuration value is unusable (zero lease, zero limits).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The data directory could not be created or used.
     #[error("cannot use data directory {path}: {source}")]
     DataDir {

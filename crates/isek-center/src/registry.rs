@@ -148,6 +148,7 @@ impl Center {
     /// Opens the store, loads every stored node with a fresh full lease, and starts
     /// the store writer and the reaper. Needs a Tokio runtime.
     pub async fn start(config: Config) -> Result<Self> {
+        config.validate()?;
         let data_dir = config.data_dir.clone();
         let cache_kib = config.sqlite_cache_kib;
         let (store, loaded) = tokio::task::spawn_blocking(move || {

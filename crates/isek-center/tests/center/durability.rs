@@ -108,3 +108,16 @@ async fn an_unusable_data_dir_is_a_clear_error() {
         .expect_err("a file is not a data directory");
     assert!(err.to_string().contains("data directory"), "{err}");
 }
+
+#[tokio::test]
+async fn unusable_settings_are_refused() {
+    let zero_ttl = Config::in_memory(Duration::ZERO);
+    let err = isek_center::app(zero_ttl).await.expect_err("zero TTL");
+    assert!(err.to_string().contains("lease TTL"), "{err}");
+    let mut zero_body = Config::default();
+    zero_body.limits.max_body_bytes = 0;
+    let err = isek_center::app(zero_body)
+        .await
+        .expect_err("zero body limit");
+    assert!(err.to_string().contains("max_body_bytes"), "{err}");
+}

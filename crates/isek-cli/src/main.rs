@@ -108,7 +108,13 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    init_logging(matches!(cli.command, Command::Center(_)));
+    init_logging(match cli.command {
+        Command::Center(_) => "info",
+        // Their stdout lines already report every retry and failure; stderr is left
+        // to the final error line.
+        Command::Run(_) | Command::Watch(_) => "off",
+        _ => "warn",
+    });
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -118,10 +124,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG`; by default `info` for the server and only
-/// warnings for client commands, whose stderr is reserved for the error line.
-fn init_logging(server: bool) {
-    let default = if server { "info" } else { "warn" };
+/// Logs to stderr, filtered by `RUST_LOG`; by default `default`: `info` for the server,
+/// only warnings (or nothing) for client commands, whose stderr is reserved for the
+/// error line.
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()

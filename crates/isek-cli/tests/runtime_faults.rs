@@ -586,7 +586,10 @@ fn watch_prints_the_current_set_then_joins_updates_and_leaves() {
         &["watch", "--poll-interval", "0.2", "--center", &url],
     );
     watcher.line("current set", |text| text == "+ early 127.0.0.1:7000");
-    watcher.line("live", |text| text == "# live (polling), 1 nodes");
+    // Polling today; the center's change stream once the client has it.
+    watcher.line("live", |text| {
+        text == "# live (polling), 1 nodes" || text == "# live (change stream), 1 nodes"
+    });
     // Nothing else was printed in between.
     assert_eq!(watcher.seen.len(), 2, "{}", watcher.transcript());
 
@@ -639,7 +642,32 @@ fn run_refused_for_good_fails_and_run_before_the_center_waits_for_it() {
         text == "registered early-bird 127.0.0.1:9401"
     });
     assert!(list(&late_center.url).contains_key("early-bird"));
+    let mut orphan = run_node(&url, 9402, &["--node-id", "orphan"]);
+    orphan.line("registered", |text| text.starts_with("registered orphan "));
     early.signal("TERM");
     assert!(early.wait().success(), "{}", early.transcript());
-    assert!(list(&late_center.url).is_empty());
+    assert_eq!(
+        early.seen.last().map(String::as_str),
+        Some("stopped early-bird")
+    );
+    // Retries were reported on stdout, nothing on stderr.
+    assert!(
+        early.stderr.lock().unwrap().is_empty(),
+        "{}",
+        early.transcript()
+    );
+    assert_eq!(list(&url).keys().collect::<Vec<_>>(), ["orphan"]);
+
+    // A node that cannot deregister at shutdown says so: exit 1, one line on stderr.
+    let mut late_center = late_center;
+    late_center.proc.kill_9();
+    orphan.signal("TERM");
+    let status = orphan.wait();
+    assert_eq!(status.code(), Some(1), "{}", orphan.transcript());
+    let stderr = orphan.stderr.lock().unwrap().clone();
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.starts_with("error: cannot deregister node 'orphan' (its entry expires with its lease): unavailable:"),
+        "{stderr:?}"
+    );
 }

@@ -85,3 +85,66 @@ async fn serves_on_a_socket_and_shuts_down_cleanly() {
     // And the registration is on disk.
     assert_eq!(crate::leases::stored_ids(dir.path()), ["n1"]);
 }
+
+/// Shutdown while registrations are in flight: every registration that was
+/// acknowledged is in the store afterwards; the rest failed visibly (an error status
+/// or a refused connection), none hangs.
+#[tokio::test]
+async fn shutdown_under_load_loses_no_acknowledged_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(isek_center::run(
+        listener,
+        Config::on_disk(dir.path()),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut clients = Vec::new();
+    for worker in 0..16 {
+        let http = http.clone();
+        let base = base.clone();
+        clients.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                let id = format!("w{worker:02}-{i:05}");
+                let body = serde_json::json!({"node_id": id, "host": "h", "port": 1});
+                let answer = http
+                    .post(format!("{base}/isek_center/register"))
+                    .json(&body)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(r) if r.status() == 200 => acknowledged.push(id),
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("run returns after shutdown")
+        .unwrap()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty());
+    let stored = crate::leases::stored_ids(dir.path());
+    for id in &acknowledged {
+        assert!(
+            stored.binary_search(id).is_ok(),
+            "{id} was acknowledged but lost"
+        );
+    }
+}

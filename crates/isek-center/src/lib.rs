@@ -17,12 +17,12 @@
 //!   writer, renew touches only the lease table, listing reads the snapshot.
 //! - [`lease`]: [`lease::LeaseTable`], the pure, clock-free index of nodes and their
 //!   deadlines, with deadline-ordered expiry.
-//! - [`reaper`]: the task that sleeps until the next deadline and retires expired
+//! - `reaper`: the task that sleeps until the next deadline and retires expired
 //!   leases.
 //! - [`writer`]: the single store writer with group commit (one transaction and
 //!   one fsync for everything queued).
 //! - [`store`]: SQLite in WAL mode with `synchronous=FULL`, or nothing (`--in-memory`).
-//! - [`snapshot`]: the cached, lazily rebuilt `available_nodes` body.
+//! - `snapshot`: the cached, lazily rebuilt `available_nodes` body.
 //! - [`config`]: [`Config`] and [`Limits`]; [`error`]: [`Error`].
 //!
 //! Invariants: a register or deregister is answered only after its commit is durable

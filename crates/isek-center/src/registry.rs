@@ -7,9 +7,9 @@
 //! - **register / deregister** go through the store writer ([`crate::writer`]), which
 //!   commits them durably (grouped), then applies them to the table in commit order
 //!   and only then answers;
-//! - **expiry**: the reaper ([`crate::reaper`]) collects leases that ran out and hands
+//! - **expiry**: the reaper (`reaper`) collects leases that ran out and hands
 //!   them to the writer, which deletes them from the store and the table;
-//! - **listing** is served from a cached body ([`crate::snapshot`]).
+//! - **listing** is served from a cached body (`snapshot`).
 //!
 //! Every change (register, update, deregister, expiry) gets the next value of a
 //! monotonically increasing revision, the basis of a future change stream.

@@ -59,6 +59,9 @@ struct Proc {
     seen: Vec<String>,
     /// Everything written to stderr so far.
     stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr, joined once the process exited so that `stderr` is
+    /// complete.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -76,7 +79,7 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err_pipe = child.stderr.take().unwrap();
         let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = err_pipe.read(&mut buf) {
                 if n == 0 {
@@ -107,6 +110,7 @@ impl Proc {
             lines: rx,
             seen: Vec::new(),
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 
@@ -173,9 +177,12 @@ impl Proc {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 self.child = None;
-                // Collect what it printed before exiting.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                // Collect what it printed before exiting (the pipes close with it).
+                while let Ok(line) = self.lines.recv_timeout(WAIT) {
                     self.seen.push(line.text);
+                }
+                if let Some(reader) = self.stderr_reader.take() {
+                    reader.join().unwrap();
                 }
                 return status;
             }
@@ -475,11 +482,16 @@ fn center_frozen_longer_than_the_ttl_then_resumed() {
         node.line("lost", |text| text.starts_with(&lost));
     }
     center.proc.signal("CONT");
+    let resumed = Instant::now();
 
     for (node, id) in &mut nodes {
         let again = format!("registered {id} ");
         node.line("registered again", |text| text.starts_with(&again));
     }
+    eprintln!(
+        "every node registered again {:?} after the center resumed",
+        resumed.elapsed()
+    );
     eventually(
         "the resumed center lists every node",
         || {

@@ -157,3 +157,86 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_is_durable_wal_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store = Store::open(Some(dir.path()), 1024).unwrap_or_else(|e| panic!("{e}"));
+        let Store::Sqlite(conn) = &store else {
+            panic!("a data dir opens SQLite");
+        };
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap_or_default();
+        assert_eq!(sync, 2, "synchronous=FULL");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap_or_default();
+        assert_eq!(mode, "wal");
+
+        let a = NodeRecord::new("h", 1, r#"{"k":"v"}"#);
+        let b = NodeRecord::new("10.0.0.2", 65535, "{}");
+        store
+            .commit(&[
+                StoreOp::Upsert {
+                    id: "a",
+                    record: &a,
+                },
+                StoreOp::Upsert {
+                    id: "b",
+                    record: &b,
+                },
+                StoreOp::Delete { id: "a" },
+                StoreOp::Upsert {
+                    id: "a",
+                    record: &b,
+                },
+                StoreOp::Delete { id: "zz" },
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut loaded = store.load().unwrap_or_else(|e| panic!("{e}"));
+        loaded.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            loaded,
+            vec![(Arc::from("a"), b.clone()), (Arc::from("b"), b.clone())]
+        );
+    }
+
+    #[test]
+    fn invalid_rows_are_skipped_on_load() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(Some(dir.path()), 1024).unwrap_or_else(|e| panic!("{e}"));
+        let Store::Sqlite(conn) = &store else {
+            panic!("a data dir opens SQLite");
+        };
+        conn.execute_batch(
+            r#"INSERT INTO nodes VALUES ('ok', 'h', 1, '{"a":1}');
+               INSERT INTO nodes VALUES ('port0', 'h', 0, '{}');
+               INSERT INTO nodes VALUES ('port-big', 'h', 70000, '{}');
+               INSERT INTO nodes VALUES ('meta-list', 'h', 1, '[1]');
+               INSERT INTO nodes VALUES ('meta-bad', 'h', 1, '{"a":');"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let loaded = store.load().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(&*loaded[0].0, "ok");
+        assert_eq!(loaded[0].1.metadata(), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn memory_store_keeps_nothing() {
+        let mut store = Store::open(None, 1024).unwrap_or_else(|e| panic!("{e}"));
+        let a = NodeRecord::new("h", 1, "{}");
+        store
+            .commit(&[StoreOp::Upsert {
+                id: "a",
+                record: &a,
+            }])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.load().unwrap_or_else(|e| panic!("{e}")).is_empty());
+    }
+}

@@ -105,9 +105,11 @@ impl<V> LeaseTable<V> {
         nanos(t.saturating_duration_since(self.origin))
     }
 
-    /// The instant of an offset.
+    /// The instant of an offset (offsets are at most 584 years: always representable).
     fn instant(&self, offset: u64) -> Instant {
-        self.origin + Duration::from_nanos(offset)
+        self.origin
+            .checked_add(Duration::from_nanos(offset))
+            .unwrap_or(self.origin)
     }
 
     /// Schedules a check of `id` at `at` and returns its sequence number.

@@ -71,8 +71,14 @@ impl SnapshotCache {
         let body = Bytes::from(body);
         // Counted from the end of the build: a listing of a million nodes takes longer
         // to build than `max_age`, and must still be reused meanwhile.
-        let age_limit = Instant::now() + self.max_age;
-        let valid_until = earliest.map_or(age_limit, |d| d.min(age_limit));
+        let age_limit = Instant::now().checked_add(self.max_age);
+        let valid_until = match (earliest, age_limit) {
+            (Some(d), Some(a)) => d.min(a),
+            (Some(d), None) => d,
+            (None, Some(a)) => a,
+            // No node and an absurd max age: keep it until the next change.
+            (None, None) => now + Duration::from_secs(3600),
+        };
         *cached = Some(Snapshot {
             body: body.clone(),
             revision,
@@ -155,7 +161,7 @@ fn write_unix_seconds(out: &mut String, secs: f64) {
         let start = out.len();
         // Writing to a String cannot fail.
         let _ = write!(out, "{secs}");
-        if !out[start..].contains('.') {
+        if out.get(start..).is_some_and(|digits| !digits.contains('.')) {
             out.push_str(".0");
         }
     } else {

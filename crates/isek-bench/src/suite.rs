@@ -396,7 +396,10 @@ async fn wrk_renew(
 /// Runs the whole suite and returns the summary rows.
 pub async fn run(config: &SuiteConfig) -> Result<Vec<Row>, BenchError> {
     std::fs::create_dir_all(&config.work_dir)?;
-    let mut rows = Vec::new();
+    let mut rows = vec![Row::info(
+        "load average at start (1/5/15 min)",
+        load_average(),
+    )];
     let prefix = "bench";
     let renew_spec = |addr: SocketAddr, duration: Duration| LoadSpec {
         connections: config.connections,
@@ -684,7 +687,24 @@ pub async fn run(config: &SuiteConfig) -> Result<Vec<Row>, BenchError> {
             }
         }
     }
+    rows.push(Row::info(
+        "load average at end (1/5/15 min)",
+        load_average(),
+    ));
     Ok(rows)
+}
+
+/// The first three fields of /proc/loadavg: how busy the shared machine was, since
+/// other processes take CPU from both the server and the load generator.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "?".to_owned())
 }
 
 #[cfg(test)]

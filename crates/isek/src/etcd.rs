@@ -562,11 +562,14 @@ impl Inner {
         }
     }
 
-    /// Whether `key` exists and is attached to `lease` (one compare-only transaction).
+    /// Whether `key` exists and is attached to `lease`. A serializable keys-only read:
+    /// answered locally by the member, without a round of consensus; at worst a few
+    /// milliseconds stale, which the next refresh catches.
     async fn key_has_lease(&self, key: &str, lease: i64) -> Result<bool> {
-        let txn = Txn::new().when([Compare::lease(key, CompareOp::Equal, lease)]);
         let mut kv = self.client.kv_client();
-        Ok(self.call("lease check", kv.txn(txn)).await?.succeeded())
+        let options = GetOptions::new().with_keys_only().with_serializable();
+        let resp = self.call("lease check", kv.get(key, Some(options))).await?;
+        Ok(resp.kvs().first().is_some_and(|kv| kv.lease() == lease))
     }
 
     /// Sends one keep-alive for `lease`: `Ok(false)` when the lease no longer exists.

@@ -20,6 +20,12 @@ if command -v rustup >/dev/null 2>&1; then
     cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 fi
 
+# CI builds from scratch once: incremental compilation and full debug info only cost
+# time there (line tables still give backtraces with line numbers).
+if [ "${CI:-}" = true ]; then
+    export CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=line-tables-only
+fi
+
 current="cargo fmt --all -- --check"
 step "$current"
 cargo fmt --all -- --check

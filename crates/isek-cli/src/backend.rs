@@ -1,27 +1,71 @@
 //! Backend selection: which [`Registry`] a client command talks to.
 //!
-//! Every client command (`nodes`, `register`, `renew`, `deregister`) takes the same
-//! [`BackendArgs`] and gets a `Box<dyn Registry>` from [`BackendArgs::connect`], so the
-//! commands never know which backend they drive. Today the only backend is an Isek
-//! Center over HTTP; an etcd backend (`--etcd ENDPOINTS [--parent ID] [--identity
-//! FILE]`) slots in here as another flag group and another arm of `connect`.
+//! Every client command (`nodes`, `register`, `renew`, `deregister`, `run`, `watch`)
+//! takes the same [`BackendArgs`] and gets a `Box<dyn Registry>` from
+//! [`BackendArgs::connect`], so the commands never know which backend they drive: an
+//! Isek Center over HTTP (`--center URL`, the default) or etcd (`--etcd ENDPOINTS
+//! [--parent ID] [--identity KEYFILE]`, see [`crate::etcd`]). The two flags exclude
+//! each other; without either, `$ISEK_ETCD` or `$ISEK_CENTER` decides.
 
 use anyhow::Context;
 use isek::{IsekCenterRegistry, Registry};
 
+use crate::etcd::{CENTER_ENV, EtcdArgs, EtcdTarget};
+
+/// The center used when neither flags nor environment choose a backend.
+const DEFAULT_CENTER: &str = "http://127.0.0.1:8088";
+
 /// Where the registry is, as given on the command line or in the environment.
 #[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("registry").args(["center", "etcd"]).multiple(false)))]
 pub struct BackendArgs {
-    /// Base URL of the Isek Center (ours or the original Python one).
-    #[arg(long, env = "ISEK_CENTER", default_value = "http://127.0.0.1:8088")]
-    pub center: String,
+    /// Base URL of the Isek Center, ours or the original Python one (default:
+    /// $ISEK_CENTER, else http://127.0.0.1:8088).
+    #[arg(long, value_name = "URL")]
+    pub center: Option<String>,
+    /// The etcd backend's flags.
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
 }
 
 impl BackendArgs {
-    /// Opens the selected backend.
-    pub fn connect(&self) -> anyhow::Result<Box<dyn Registry>> {
-        let client = IsekCenterRegistry::new(&self.center)
-            .with_context(|| format!("cannot use center '{}'", self.center))?;
+    /// The etcd registry the command line selects, or `None` when it selects a center.
+    pub fn etcd_target(&self) -> anyhow::Result<Option<EtcdTarget>> {
+        self.etcd.target(self.center.is_some(), env_var)
+    }
+
+    /// Opens the selected backend. On etcd it acts for `--identity`, or else for a key
+    /// held in memory for the life of the process (see [`crate::etcd`]).
+    pub async fn connect(&self) -> anyhow::Result<Box<dyn Registry>> {
+        match self.etcd_target()? {
+            Some(target) => Ok(Box::new(target.connect_node().await?)),
+            None => self.connect_center(),
+        }
+    }
+
+    /// Opens the selected backend for `command` (`renew`, `deregister`) on a node
+    /// registered earlier, maybe by another process: on etcd, `--identity` is required.
+    pub async fn connect_owner(&self, command: &str) -> anyhow::Result<Box<dyn Registry>> {
+        match self.etcd_target()? {
+            Some(target) => Ok(Box::new(target.connect_owner(command).await?)),
+            None => self.connect_center(),
+        }
+    }
+
+    /// The center client: `--center`, else `$ISEK_CENTER`, else the default.
+    fn connect_center(&self) -> anyhow::Result<Box<dyn Registry>> {
+        let url = self
+            .center
+            .clone()
+            .or_else(|| env_var(CENTER_ENV))
+            .unwrap_or_else(|| DEFAULT_CENTER.to_owned());
+        let client =
+            IsekCenterRegistry::new(&url).with_context(|| format!("cannot use center '{url}'"))?;
         Ok(Box::new(client))
     }
+}
+
+/// A non-empty environment variable (an empty one counts as unset, as for clap's `env`).
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
 }

@@ -6,6 +6,8 @@
 //! (`error: ...`); logs go to stderr too, filtered by `RUST_LOG`.
 
 mod backend;
+mod etcd;
+mod keygen;
 mod run;
 mod server;
 mod table;
@@ -35,7 +37,7 @@ struct Cli {
 enum Command {
     /// Run an Isek Center until SIGINT or SIGTERM.
     Center(CenterArgs),
-    /// List the nodes whose lease is alive.
+    /// List the nodes whose lease is alive (on etcd: every entry, and whether it verifies).
     Nodes {
         /// Where the registry is.
         #[command(flatten)]
@@ -84,6 +86,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print membership changes as they happen, until SIGINT or SIGTERM.
     Watch(watch::WatchArgs),
+    /// Create a node identity (a P-256 key file for --identity) and print its public key.
+    Keygen(keygen::KeygenArgs),
 }
 
 /// Exit status of a command that failed while running.
@@ -150,7 +154,11 @@ fn run(command: Command) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match command {
             Command::Center(args) => server::serve(args).await,
-            Command::Nodes { backend, json } => nodes(&*backend.connect()?, json).await,
+            Command::Nodes { backend, json } => match backend.etcd_target()? {
+                // etcd: the operator's view, also entries that fail verification.
+                Some(target) => etcd::nodes(&target, json).await,
+                None => nodes(&*backend.connect().await?, json).await,
+            },
             Command::Register {
                 backend,
                 node_id,
@@ -158,22 +166,32 @@ fn run(command: Command) -> anyhow::Result<()> {
                 port,
                 metadata,
             } => {
-                let registry = backend.connect()?;
-                registry
-                    .register_node(&node_id, &host, port, metadata)
-                    .await?;
+                match backend.etcd_target()? {
+                    Some(target) => {
+                        etcd::register(&target, &node_id, &host, port, metadata).await?;
+                    }
+                    None => {
+                        let registry = backend.connect().await?;
+                        registry
+                            .register_node(&node_id, &host, port, metadata)
+                            .await?;
+                    }
+                }
                 println!("{}", registered_message(&node_id));
                 Ok(())
             }
             Command::Renew { backend, node_id } => {
-                backend.connect()?.lease_refresh(&node_id).await?;
+                let registry = backend.connect_owner("renew").await?;
+                registry.lease_refresh(&node_id).await?;
                 println!("{}", renewed_message(&node_id));
                 Ok(())
             }
             Command::Run(args) => run::run(args).await,
             Command::Watch(args) => watch::watch(args).await,
+            Command::Keygen(args) => keygen::keygen(&args),
             Command::Deregister { backend, node_id } => {
-                backend.connect()?.deregister_node(&node_id).await?;
+                let registry = backend.connect_owner("deregister").await?;
+                registry.deregister_node(&node_id).await?;
                 println!("{}", deregistered_message(&node_id));
                 Ok(())
             }

@@ -63,7 +63,7 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Handlers first: a supervisor may signal as soon as it sees the first line.
     let shutdown = crate::server::shutdown_signal()?;
-    let registry: Arc<dyn Registry> = Arc::from(args.backend.connect()?);
+    let registry: Arc<dyn Registry> = Arc::from(args.backend.connect().await?);
     let mut node = Node::new(registry, args.host.clone(), args.port)
         .metadata(args.metadata)
         .ttl(args.ttl)

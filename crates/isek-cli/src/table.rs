@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use isek::NodeInfo;
 
 /// Widest metadata column before it is cut with `…` (the full value is in `--json`).
-const METADATA_WIDTH: usize = 60;
+pub(crate) const METADATA_WIDTH: usize = 60;
 
 /// Column titles, in order.
 const HEADERS: [&str; 5] = ["NODE_ID", "HOST", "PORT", "EXPIRES_IN", "METADATA"];
@@ -75,19 +75,19 @@ fn expires_in(expires_at: Option<f64>, now: f64) -> String {
 }
 
 /// The metadata as one line of JSON.
-fn compact_json(metadata: &isek::Metadata) -> String {
+pub(crate) fn compact_json(metadata: &isek::Metadata) -> String {
     serde_json::to_string(metadata).unwrap_or_default()
 }
 
 /// Control characters replaced, so a hostile entry cannot rewrite the terminal.
-fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { '\u{fffd}' } else { c })
         .collect()
 }
 
 /// `text` cut to `max` characters, the last one `…` when cut.
-fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }

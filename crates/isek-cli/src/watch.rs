@@ -52,7 +52,7 @@ pub struct WatchArgs {
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let shutdown = crate::server::shutdown_signal()?;
     let mut shutdown = std::pin::pin!(shutdown);
-    let registry: Arc<dyn Registry> = Arc::from(args.backend.connect()?);
+    let registry: Arc<dyn Registry> = Arc::from(args.backend.connect().await?);
     let config = PeerViewConfig {
         poll_interval: args.poll_interval,
         // Nobody to leave out: a watcher is not a node.

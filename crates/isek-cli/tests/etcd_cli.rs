@@ -6,9 +6,12 @@
 
 mod harness;
 
+use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use harness::{ISEK, dead_port, failure, success};
 use isek::identity::{NodeIdentity, PublicKey};
@@ -30,6 +33,93 @@ fn isek_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         command.env(key, value);
     }
     command.output().expect("run isek")
+}
+
+/// How long a long-running `isek` may take to print an expected line or to exit: a
+/// bound against hangs, not a speed check.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A long-running `isek` child (`run`, `watch`): stdout lines arrive on a channel;
+/// killed and reaped on drop.
+struct Daemon {
+    /// The child process.
+    child: Child,
+    /// Its stdout, line by line.
+    lines: mpsc::Receiver<String>,
+    /// Lines read so far, for failure messages.
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts `isek <args>` in `dir`, with a clean environment as [`isek_in`].
+    fn spawn(dir: &Path, args: &[&str]) -> Daemon {
+        let mut child = Command::new(ISEK)
+            .args(args)
+            .current_dir(dir)
+            .env_remove("ISEK_CENTER")
+            .env_remove("ISEK_ETCD")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn isek");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stdout line equal to `wanted`, skipping others.
+    fn expect_line(&mut self, wanted: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line == wanted => {
+                    self.seen.push(line);
+                    return;
+                }
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("no line {wanted:?}; stdout so far: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "isek did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// `isek keygen --out <dir>/<name>`: the printed public key.
@@ -391,6 +481,62 @@ async fn operator_view_shows_legacy_and_tampered_entries() {
     assert_eq!(cells(lines[3]), "node-b localhost 9999 no yes");
     assert!(lines[4].starts_with("! /root/garbage: "), "{table}");
     assert!(lines[5].starts_with("! /root/node-b: "), "{table}");
+}
+
+#[tokio::test]
+async fn run_and_watch_drive_etcd() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let endpoint = etcd.endpoint();
+    let e = endpoint.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = keygen(d, "run.pem");
+
+    let mut watch = Daemon::spawn(d, &["watch", "--etcd", e]);
+    watch.expect_line("# live (change stream), 0 nodes");
+    let mut run = Daemon::spawn(
+        d,
+        &[
+            "run",
+            "--etcd",
+            e,
+            "--identity",
+            "run.pem",
+            "--node-id",
+            "runner",
+            "--host",
+            "h",
+            "--port",
+            "7",
+            "--ttl",
+            "2",
+        ],
+    );
+    run.expect_line("registered runner h:7");
+    watch.expect_line("+ runner h:7");
+    let listed = listing(d, e, &[]);
+    assert_eq!(listed["runner"]["public_key"], key.as_str());
+    assert_eq!(listed["runner"]["verified"], true);
+    // Another process with the same key may renew the node `run` keeps alive.
+    success(&isek_in(
+        d,
+        &[
+            "renew",
+            "--etcd",
+            e,
+            "--identity",
+            "run.pem",
+            "--node-id",
+            "runner",
+        ],
+        &[],
+    ));
+
+    assert!(run.terminate().success());
+    run.expect_line("stopped runner");
+    watch.expect_line("- runner");
+    assert_eq!(listing(d, e, &[]), serde_json::json!({}));
+    assert!(watch.terminate().success());
 }
 
 #[test]

@@ -1,0 +1,165 @@
+//! Proofs of ownership on the Isek Center protocol: signed registrations, lease
+//! tokens, and signed renew/deregister operations.
+//!
+//! A signed registration carries the same `node_info` and signature as an etcd entry
+//! ([`crate::wire::etcd`]): the signature covers `json.dumps(node_info, sort_keys=True)`
+//! of `{"node_id", "host", "port", "public_key", "metadata"}`. The center answers
+//! `data: {"lease_token": "..."}`, a secret only the registrant sees.
+//!
+//! Renew and deregister prove ownership with that token (`lease_token`) or with a
+//! signature over the canonical JSON of `{"op", "node_id", "timestamp"}` (Unix
+//! seconds), which the center accepts only within [`TIMESTAMP_WINDOW_SECS`] of its
+//! clock and only if newer than the last one it accepted for the node (no replay).
+//! Unsigned bodies (the original protocol) omit every extra field.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::Metadata;
+use crate::canonical;
+use crate::identity::{NodeIdentity, SignatureAlg};
+
+/// `op` of a signed renew.
+pub const RENEW_OP: &str = "renew";
+/// `op` of a signed deregister.
+pub const DEREGISTER_OP: &str = "deregister";
+/// How far (seconds) a signed operation's timestamp may be from the center's clock.
+pub const TIMESTAMP_WINDOW_SECS: u64 = 30;
+/// Header carrying the admin token: `Authorization: Bearer <token>`.
+pub const ADMIN_AUTH_SCHEME: &str = "Bearer ";
+
+/// Body of a signed `POST /isek_center/register` (the unsigned fields are the
+/// original's; the center ignores unknown fields of unsigned bodies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedRegisterRequest {
+    /// Id of the node to register.
+    pub node_id: String,
+    /// Where peers reach the node.
+    pub host: String,
+    /// Where peers reach the node.
+    pub port: u16,
+    /// The node's agent card (signed as an object, `{}` when empty).
+    #[serde(default)]
+    pub metadata: Metadata,
+    /// Base64 raw `X||Y` P-256 key of the owner.
+    pub public_key: String,
+    /// Base64 raw `r||s` signature over [`registration_bytes`].
+    pub signature: String,
+    /// `"ES256"` (SHA-256, what this crate sends); absent means the original's
+    /// SHA-1, exactly as in an etcd entry ([`crate::identity::SignatureAlg::from_entry_field`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_alg: Option<String>,
+}
+
+/// `data` of a successful signed registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterData {
+    /// Secret proving ownership on renew and deregister; only the registrant sees it.
+    pub lease_token: String,
+}
+
+/// Body of `POST /isek_center/renew` or `/deregister` with an optional proof.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProofRequest {
+    /// Id of the node to act on.
+    pub node_id: String,
+    /// The lease token from registration (cheapest proof).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
+    /// Base64 `r||s` signature over [`operation_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Algorithm of `signature`: `"ES256"`, or absent for legacy SHA-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_alg: Option<String>,
+    /// Unix seconds the signature was made at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<u64>,
+}
+
+/// The `node_info` object a registration signs (same as the etcd entry's).
+pub fn registration_node_info(
+    node_id: &str,
+    host: &str,
+    port: u16,
+    public_key: &str,
+    metadata: &Metadata,
+) -> Value {
+    crate::wire::etcd::node_info_value(node_id, host, port, public_key, metadata)
+}
+
+/// The bytes a registration signature covers: `json.dumps(node_info, sort_keys=True)`.
+pub fn registration_bytes(node_info: &Value) -> Vec<u8> {
+    canonical::to_sorted_bytes(node_info)
+}
+
+/// The bytes a renew or deregister signature covers: canonical sorted JSON of
+/// `{"node_id": ..., "op": ..., "timestamp": ...}`.
+pub fn operation_bytes(op: &str, node_id: &str, timestamp: u64) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    map.insert("op".into(), Value::from(op));
+    map.insert("node_id".into(), Value::from(node_id));
+    map.insert("timestamp".into(), Value::from(timestamp));
+    canonical::to_sorted_bytes(&Value::Object(map))
+}
+
+impl SignedRegisterRequest {
+    /// A registration signed by `identity` with ES256.
+    pub fn sign(
+        identity: &NodeIdentity,
+        node_id: &str,
+        host: &str,
+        port: u16,
+        metadata: Metadata,
+    ) -> Self {
+        let public_key = identity.public_key().to_base64().to_owned();
+        let node_info = registration_node_info(node_id, host, port, &public_key, &metadata);
+        let signature = identity.sign(&registration_bytes(&node_info)).to_base64();
+        Self {
+            node_id: node_id.to_owned(),
+            host: host.to_owned(),
+            port,
+            metadata,
+            public_key,
+            signature,
+            signature_alg: Some(SignatureAlg::ES256_NAME.to_owned()),
+        }
+    }
+}
+
+impl ProofRequest {
+    /// A renew or deregister (`op`) of `node_id` proved by its lease token.
+    pub fn with_token(node_id: &str, token: &str) -> Self {
+        Self {
+            node_id: node_id.to_owned(),
+            lease_token: Some(token.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// A renew or deregister (`op`) of `node_id` signed by `identity` (ES256) at
+    /// `timestamp` (Unix seconds).
+    pub fn signed(identity: &NodeIdentity, op: &str, node_id: &str, timestamp: u64) -> Self {
+        let signature = identity.sign(&operation_bytes(op, node_id, timestamp));
+        Self {
+            node_id: node_id.to_owned(),
+            lease_token: None,
+            signature: Some(signature.to_base64()),
+            signature_alg: Some(SignatureAlg::ES256_NAME.to_owned()),
+            timestamp: Some(timestamp),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_bytes_are_sorted_python_json() {
+        assert_eq!(
+            String::from_utf8(operation_bytes(RENEW_OP, "n-1", 1_700_000_000)).ok(),
+            Some(r#"{"node_id": "n-1", "op": "renew", "timestamp": 1700000000}"#.to_owned())
+        );
+    }
+}

@@ -150,16 +150,23 @@ impl EtcdTarget {
     }
 }
 
+/// Longest file name most file systems accept, in bytes.
+const MAX_FILE_NAME_BYTES: usize = 255;
+
 /// Where `register` saves a key it generated for `node_id`.
 fn generated_key_path(node_id: &str) -> anyhow::Result<PathBuf> {
     // The registry validates node ids too, but the path is built first: never let an
     // id name a file outside the current directory.
     if node_id.is_empty() || node_id.contains('/') || node_id.chars().any(char::is_control) {
+        bail!("node_id {node_id:?} must be non-empty, without '/' or control characters");
+    }
+    let name = format!("{node_id}.key.pem");
+    if name.len() > MAX_FILE_NAME_BYTES {
         bail!(
-            "node_id {node_id:?} cannot name a key file; pass --identity KEYFILE (see isek keygen)"
+            "node_id is too long to name its key file; create one with isek keygen and pass --identity KEYFILE"
         );
     }
-    Ok(Path::new(".").join(format!("{node_id}.key.pem")))
+    Ok(Path::new(".").join(name))
 }
 
 /// `isek register --etcd`: registers with `--identity`, or with a new key that is then
@@ -362,6 +369,8 @@ mod tests {
         );
         assert!(generated_key_path("../x").is_err());
         assert!(generated_key_path("").is_err());
+        assert!(generated_key_path(&"n".repeat(247)).is_ok());
+        assert!(generated_key_path(&"n".repeat(248)).is_err());
     }
 
     #[test]

@@ -51,9 +51,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "JSON-OBJECT", value_parser = crate::parse_metadata, default_value = "{}")]
     metadata: Metadata,
     /// Lease length in seconds (fractions allowed); the node renews every third of it.
-    /// A center grants its own `--lease-ttl`, so give the same value here.
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = crate::server::parse_seconds)]
-    ttl: Duration,
+    /// On etcd it is the lease granted (same as `--lease-ttl`); a center grants its own
+    /// `--lease-ttl`, so give the same value here [default: 30].
+    #[arg(long, value_name = "SECONDS", value_parser = crate::server::parse_seconds)]
+    ttl: Option<Duration>,
     /// Print state changes as JSON lines instead of text.
     #[arg(long)]
     json: bool,
@@ -63,10 +64,23 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Handlers first: a supervisor may signal as soon as it sees the first line.
     let shutdown = crate::server::shutdown_signal()?;
-    let registry: Arc<dyn Registry> = Arc::from(args.backend.connect().await?);
+    let mut backend = args.backend;
+    let ttl = match (args.ttl, backend.etcd.lease_ttl) {
+        (Some(ttl), Some(lease)) if ttl != lease => {
+            anyhow::bail!("--ttl and --lease-ttl disagree ({ttl:?} vs {lease:?}); give one")
+        }
+        (Some(ttl), _) | (None, Some(ttl)) => ttl,
+        // The original ISEK's 30 s.
+        (None, None) => isek::memory::DEFAULT_TTL,
+    };
+    if backend.etcd_target()?.is_some() {
+        // On etcd the node's registry grants the lease: the one the node renews for.
+        backend.etcd.lease_ttl = Some(ttl);
+    }
+    let registry: Arc<dyn Registry> = Arc::from(backend.connect().await?);
     let mut node = Node::new(registry, args.host.clone(), args.port)
         .metadata(args.metadata)
-        .ttl(args.ttl)
+        .ttl(ttl)
         // `isek run` only keeps the node alive; following peers is `isek watch`.
         .peer_view(None);
     if let Some(id) = args.node_id {

@@ -7,15 +7,16 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use isek::wire::center::{
-    AVAILABLE_NODES_PATH, DEREGISTER_PATH, REGISTER_PATH, RENEW_PATH, deregister_not_found_message,
-    deregistered_message, registered_message, renew_not_found_message, renewed_message,
+    AVAILABLE_NODES_PATH, DEREGISTER_PATH, NODES_PATH, REGISTER_PATH, RENEW_PATH, WATCH_PATH,
+    deregister_not_found_message, deregistered_message, registered_message,
+    renew_not_found_message, renewed_message,
 };
 use serde_json::{Map, Value};
 
@@ -31,6 +32,8 @@ pub fn router(center: Center) -> Router {
         .route(RENEW_PATH, post(renew))
         .route(DEREGISTER_PATH, post(deregister))
         .route(AVAILABLE_NODES_PATH, get(available_nodes))
+        .route(NODES_PATH, get(nodes))
+        .route(WATCH_PATH, get(watch))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(center)
@@ -148,6 +151,62 @@ async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body
 /// `GET` (and `HEAD`) `/isek_center/available_nodes`: the cached snapshot body.
 async fn available_nodes(State(center): State<Center>) -> Response {
     json_response(StatusCode::OK, center.available_nodes_body())
+}
+
+/// `GET /v1/nodes`: every live node with the current revision and epoch.
+async fn nodes(State(center): State<Center>) -> Response {
+    json_response(StatusCode::OK, center.nodes_body())
+}
+
+/// `GET /v1/watch[?since=REV[&epoch=E]]`: the change stream as server-sent events; a
+/// `since` that cannot be resumed gets a 410 envelope telling the client to re-list.
+async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
+    let (since, epoch) = match watch_query(query.as_deref().unwrap_or("")) {
+        Ok(parsed) => parsed,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let start = match center.watch(since.map(|s| (s, epoch))) {
+        Ok(start) => start,
+        Err(resync) => {
+            let mut body = format!(
+                "{{\"code\":410,\"data\":{{\"revision\":{}}},\"message\":",
+                resync.revision
+            );
+            isek::canonical::write_str(&mut body, &resync.message);
+            body.push_str("}\n");
+            return json_response(StatusCode::GONE, body);
+        }
+    };
+    let mut response =
+        (StatusCode::OK, Body::from_stream(center.watch_body(start))).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// `since` and `epoch` of a watch query; other parameters are ignored.
+fn watch_query(query: &str) -> Result<(Option<u64>, Option<u64>), Rejection> {
+    let (mut since, mut epoch) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "since" => &mut since,
+            "epoch" => &mut epoch,
+            _ => continue,
+        };
+        *slot = Some(value.parse::<u64>().map_err(|_| {
+            Rejection::bad_request(format!(
+                "'{key}' must be a non-negative integer, got '{value}'."
+            ))
+        })?);
+    }
+    Ok((since, epoch))
 }
 
 /// Any unknown path.

@@ -29,6 +29,15 @@ pub struct Config {
     pub max_batch: usize,
     /// SQLite page cache in KiB: small, so a million nodes fit in the memory goal.
     pub sqlite_cache_kib: u32,
+    /// Changes kept for `GET /v1/watch?since=REV` resumption; older revisions get a
+    /// resync answer. Bounds the change log's memory (about 200 bytes per change).
+    pub watch_history: usize,
+    /// Changes buffered per live watcher; a watcher further behind gets a `resync`
+    /// event and its stream ends, so a slow reader never grows memory.
+    pub watch_buffer: usize,
+    /// Longest silence on a change stream before a keep-alive comment is sent, so
+    /// clients can tell a quiet stream from a dead connection.
+    pub watch_keepalive: Duration,
 }
 
 impl Default for Config {
@@ -41,6 +50,9 @@ impl Default for Config {
             write_queue: 16_384,
             max_batch: 8_192,
             sqlite_cache_kib: 4_096,
+            watch_history: 65_536,
+            watch_buffer: 8_192,
+            watch_keepalive: Duration::from_secs(5),
         }
     }
 }
@@ -72,7 +84,13 @@ impl Config {
                 "the lease TTL must be longer than zero".into(),
             ));
         }
+        if self.watch_keepalive.is_zero() {
+            return Err(Error::Config(
+                "the watch keep-alive interval must be longer than zero".into(),
+            ));
+        }
         let limits = [
+            ("watch_buffer", self.watch_buffer),
             ("max_body_bytes", self.limits.max_body_bytes),
             ("max_metadata_bytes", self.limits.max_metadata_bytes),
             ("max_node_id_bytes", self.limits.max_node_id_bytes),

@@ -20,6 +20,15 @@ pub enum Error {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// Another center already uses the data directory (its lock file is held).
+    #[error(
+        "data directory {path} is already in use by another isek center (lock file {} is held)",
+        path.join(crate::dirlock::LOCK_FILE).display()
+    )]
+    DataDirLocked {
+        /// The directory in question.
+        path: PathBuf,
+    },
     /// SQLite refused an operation (open, schema, load, commit).
     #[error("store error: {0}")]
     Store(#[from] rusqlite::Error),

@@ -9,7 +9,8 @@
 //! - [`server`]: [`run`] serves a [`Config`] on a listener until shutdown; [`app`]
 //!   builds the router and its [`Center`] without a socket (for tests).
 //! - [`api`]: the axum handlers of `register`, `renew`, `deregister`,
-//!   `available_nodes`, and JSON 404/405 answers.
+//!   `available_nodes`, our `GET /v1/nodes` and `GET /v1/watch`, and JSON 404/405
+//!   answers.
 //! - [`request`]: parsing and validating bodies, with the original's messages and a
 //!   field-naming 400 where the original accepted bad input.
 //! - [`json`]: JSON text byte-compatible with Flask's `jsonify`.
@@ -21,7 +22,10 @@
 //!   leases.
 //! - [`writer`]: the single store writer with group commit (one transaction and
 //!   one fsync for everything queued).
+//! - [`dirlock`]: one center per data directory (an OS lock held while the store is open).
 //! - [`store`]: SQLite in WAL mode with `synchronous=FULL`, or nothing (`--in-memory`).
+//! - `feed`: the change log and the server-sent event streams of `GET /v1/watch`
+//!   (bounded history for `since=REV`, bounded live buffer per watcher).
 //! - `snapshot`: the cached, lazily rebuilt `available_nodes` body.
 //! - [`config`]: [`Config`] and [`Limits`]; [`error`]: [`Error`].
 //!
@@ -32,7 +36,9 @@
 
 pub mod api;
 pub mod config;
+pub mod dirlock;
 pub mod error;
+mod feed;
 pub mod json;
 pub mod lease;
 mod reaper;

@@ -14,6 +14,7 @@
 //! Every change (register, update, deregister, expiry) gets the next value of a
 //! monotonically increasing revision, the basis of a future change stream.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,8 +25,12 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use isek::wire::center::NODES_PATH;
+
 use crate::config::Config;
+use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
+use crate::feed::{Feed, Resync, WatchStart};
 use crate::lease::LeaseTable;
 use crate::snapshot::SnapshotCache;
 use crate::store::Store;
@@ -81,6 +86,24 @@ pub(crate) struct State {
     pub leases: LeaseTable<NodeRecord>,
     /// Revision of the last change applied.
     pub revision: u64,
+    /// The change log of `GET /v1/watch`.
+    pub feed: Feed,
+}
+
+impl State {
+    /// Numbers a registration (or replacement) of `id` and logs it; returns its revision.
+    pub fn log_put(&mut self, id: &str, record: &NodeRecord) -> u64 {
+        self.revision += 1;
+        self.feed.put(self.revision, id, record);
+        self.revision
+    }
+
+    /// Numbers the departure of `id` (`reason`: `deregister` or `expire`) and logs it.
+    pub fn log_delete(&mut self, id: &str, reason: &str) -> u64 {
+        self.revision += 1;
+        self.feed.delete(self.revision, id, reason);
+        self.revision
+    }
 }
 
 /// What the HTTP handlers, the writer, the reaper and the snapshot share.
@@ -94,6 +117,11 @@ pub(crate) struct Core {
     pub reaper_wake: Notify,
     /// The cached `available_nodes` body.
     pub snapshot: SnapshotCache,
+    /// Incarnation of this center: revisions are only comparable within one epoch.
+    pub epoch: u64,
+    /// Turns true at shutdown: every change stream ends, so a graceful shutdown does
+    /// not wait for watchers that never hang up.
+    pub watchers_closed: watch::Sender<bool>,
 }
 
 impl Core {
@@ -111,6 +139,8 @@ struct Tasks {
     reaper: JoinHandle<()>,
     /// Fires when the writer thread has drained its queue and closed the store.
     writer_done: oneshot::Receiver<Result<()>>,
+    /// The data directory's lock, released once the store is closed.
+    dir_lock: Option<DirLock>,
 }
 
 /// Shared part of every [`Center`] handle.
@@ -151,10 +181,11 @@ impl Center {
         config.validate()?;
         let data_dir = config.data_dir.clone();
         let cache_kib = config.sqlite_cache_kib;
-        let (store, loaded) = tokio::task::spawn_blocking(move || {
+        let (dir_lock, store, loaded) = tokio::task::spawn_blocking(move || {
+            let dir_lock = data_dir.as_deref().map(DirLock::acquire).transpose()?;
             let store = Store::open(data_dir.as_deref(), cache_kib)?;
             let loaded = store.load()?;
-            Ok::<_, Error>((store, loaded))
+            Ok::<_, Error>((dir_lock, store, loaded))
         })
         .await
         .map_err(|e| Error::Task(format!("store loader: {e}")))??;
@@ -170,10 +201,16 @@ impl Center {
         log_start(config.data_dir.as_deref(), count, config.lease_ttl);
 
         let core = Arc::new(Core {
-            state: Mutex::new(State { leases, revision }),
+            state: Mutex::new(State {
+                leases,
+                revision,
+                feed: Feed::new(revision, config.watch_history, config.watch_buffer),
+            }),
             revision: AtomicU64::new(revision),
             reaper_wake: Notify::new(),
             snapshot: SnapshotCache::new(config.snapshot_max_age),
+            epoch: crate::feed::new_epoch(),
+            watchers_closed: watch::channel(false).0,
         });
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let writer_done = crate::writer::spawn(store, Arc::clone(&core), rx, config.max_batch)?;
@@ -191,6 +228,7 @@ impl Center {
                 tasks: tokio::sync::Mutex::new(Some(Tasks {
                     reaper,
                     writer_done,
+                    dir_lock,
                 })),
                 config,
             }),
@@ -283,12 +321,97 @@ impl Center {
         self.inner.core.revision.load(Ordering::Acquire)
     }
 
+    /// Incarnation of this center (random per start): change-stream revisions are only
+    /// comparable within one epoch.
+    pub fn epoch(&self) -> u64 {
+        self.inner.core.epoch
+    }
+
+    /// The `GET /v1/nodes` body: every live node with the current revision and epoch.
+    pub fn nodes_body(&self) -> Bytes {
+        let now = Instant::now();
+        let core = &self.inner.core;
+        let state = core.lock();
+        let mut out = String::with_capacity(96 + state.leases.len() * 128);
+        let _ = write!(
+            out,
+            "{{\"code\":200,\"data\":{{\"epoch\":{},\"nodes\":",
+            core.epoch
+        );
+        crate::feed::write_nodes(&mut out, &state.leases, now);
+        let _ = writeln!(
+            out,
+            ",\"revision\":{}}},\"message\":\"success\"}}",
+            state.revision
+        );
+        drop(state);
+        Bytes::from(out)
+    }
+
+    /// Where a new watcher starts: after `since` (of `epoch`, when given) from the
+    /// change log, or from a snapshot of the live nodes; subscribed to later changes
+    /// atomically with that starting point. `Err` when `since` cannot be resumed.
+    pub(crate) fn watch(&self, since: Option<(u64, Option<u64>)>) -> Result<WatchStart, Resync> {
+        let now = Instant::now();
+        let core = &self.inner.core;
+        let keepalive = self.inner.config.watch_keepalive;
+        let state = core.lock();
+        let hello = crate::feed::hello_frame(core.epoch, state.revision, keepalive);
+        match since {
+            None => Ok(WatchStart {
+                initial: vec![
+                    hello,
+                    crate::feed::snapshot_frame(&state.leases, state.revision, now),
+                ],
+                live: state.feed.subscribe(),
+                after: state.revision,
+            }),
+            Some((_, Some(epoch))) if epoch != core.epoch => Err(Resync {
+                revision: state.revision,
+                message: format!(
+                    "epoch {epoch} is not this center's (it restarted; epoch {}); re-list from {NODES_PATH}",
+                    core.epoch
+                ),
+            }),
+            Some((since, _)) => {
+                let (backlog, live) = state.feed.resume(since, state.revision)?;
+                let mut initial = Vec::with_capacity(backlog.len() + 1);
+                initial.push(hello);
+                initial.extend(backlog);
+                Ok(WatchStart {
+                    initial,
+                    live,
+                    after: state.revision,
+                })
+            }
+        }
+    }
+
+    /// The body stream of a watcher starting at `start` (see [`crate::feed`]).
+    pub(crate) fn watch_body(
+        &self,
+        start: WatchStart,
+    ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+        crate::feed::watch_stream(
+            start,
+            self.inner.config.watch_keepalive,
+            Arc::clone(&self.inner.core),
+        )
+    }
+
+    /// Ends every change stream now and refuses none later (new ones end at once
+    /// after their initial frames): called when the server starts shutting down.
+    pub fn close_watchers(&self) {
+        self.inner.core.watchers_closed.send_replace(true);
+    }
+
     /// Stops the reaper, lets queued writes finish, and closes the store. Writes
     /// arriving afterwards fail with [`WriteError::ShuttingDown`]. Idempotent.
     pub async fn shutdown(&self) -> Result<()> {
         let Some(tasks) = self.inner.tasks.lock().await.take() else {
             return Ok(());
         };
+        self.close_watchers();
         let _ = self.inner.stop.send(true);
         let reaper = tasks.reaper.await;
         // Dropping the last strong sender lets the writer drain and exit.
@@ -303,6 +426,10 @@ impl Center {
             .writer_done
             .await
             .map_err(|_| Error::Task("store writer ended without reporting".into()))?;
+        // The store is closed: another center may use the directory now.
+        if let Some(lock) = tasks.dir_lock {
+            lock.release();
+        }
         reaper.map_err(|e| Error::Task(format!("reaper: {e}")))?;
         tracing::info!("center stopped; store closed");
         writer

@@ -28,6 +28,13 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "isek center listening");
     }
+    // Change streams never end on their own: close them when shutdown starts, or the
+    // graceful shutdown would wait for every watcher to hang up.
+    let watched = center.clone();
+    let shutdown = async move {
+        shutdown.await;
+        watched.close_watchers();
+    };
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -224,21 +224,20 @@ impl Writer {
             for plan in plans {
                 match plan {
                     Plan::Put { id, record, reply } => {
-                        state.revision += 1;
-                        let generation = state.revision;
+                        let generation = state.log_put(&id, &record);
                         state.leases.insert(id, record, generation, now);
                         put_replies.push(reply);
                         puts += 1;
                     }
                     Plan::Delete { id, reply } => {
                         state.leases.remove(&id);
-                        state.revision += 1;
+                        state.log_delete(&id, "deregister");
                         delete_replies.push(reply);
                         deletes += 1;
                     }
                     Plan::Expire { id, generation } => {
                         if state.leases.remove_generation(&id, generation).is_some() {
-                            state.revision += 1;
+                            state.log_delete(&id, "expire");
                             expiries += 1;
                             tracing::debug!(node_id = %id, "lease expired; node removed");
                         }
@@ -283,7 +282,7 @@ impl Writer {
                 }
                 Plan::Expire { id, generation } => {
                     if state.leases.remove_generation(&id, generation).is_some() {
-                        state.revision += 1;
+                        state.log_delete(&id, "expire");
                     }
                 }
             }

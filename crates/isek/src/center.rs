@@ -210,6 +210,18 @@ impl Registry for IsekCenterRegistry {
         }
         Ok(nodes)
     }
+
+    /// The center's change stream (`GET /v1/watch`, see [`crate::changefeed`]);
+    /// `Ok(None)` from a center without one (the original Python center), so the
+    /// caller polls instead.
+    async fn watch_nodes(&self) -> Result<Option<crate::NodeEventStream>> {
+        crate::changefeed::open(
+            self.http.clone(),
+            self.config.url.clone(),
+            self.config.timeout,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! - [`memory`]: [`MemoryRegistry`], an in-process registry with real leases.
 //! - [`center`]: [`IsekCenterRegistry`], an HTTP client of an Isek Center (ours or the
 //!   original Python one).
+//! - [`changefeed`]: the client of the center's change stream (`GET /v1/watch`), behind
+//!   [`IsekCenterRegistry`]'s `watch_nodes`.
 //! - [`wire`]: the JSON formats of the Isek Center protocol, defined once and shared by
 //!   the client here and the server in `isek-center`.
 //!
@@ -26,6 +28,7 @@
 
 pub mod canonical;
 pub mod center;
+pub mod changefeed;
 pub mod error;
 pub mod etcd;
 pub mod identity;

@@ -115,3 +115,111 @@ pub const PORT_NOT_INTEGER_MESSAGE: &str = "'port' must be an integer.";
 pub const NODE_ID_REQUIRED_MESSAGE: &str = "'node_id' is required.";
 /// `message` (400) when the body is empty, `null`, or `{}`.
 pub const BODY_MUST_BE_JSON_MESSAGE: &str = "Request body must be JSON.";
+
+// ---------------------------------------------------------------------------
+// Our extension: the change stream (`/v1/nodes`, `/v1/watch`). Not in the
+// original center; a client that gets 404 for them falls back to polling.
+// ---------------------------------------------------------------------------
+
+/// Path of the listing with the current revision (GET), our extension.
+pub const NODES_PATH: &str = "/v1/nodes";
+/// Path of the change stream (GET, `text/event-stream`), our extension. Query:
+/// `since=REV` (resume after a revision) and `epoch=E` (the center incarnation that
+/// revision belongs to).
+pub const WATCH_PATH: &str = "/v1/watch";
+
+/// SSE event name of [`WatchHello`], the first event of every stream.
+pub const WATCH_EVENT_HELLO: &str = "hello";
+/// SSE event name of [`WatchSnapshot`].
+pub const WATCH_EVENT_SNAPSHOT: &str = "snapshot";
+/// SSE event name of [`WatchPut`].
+pub const WATCH_EVENT_PUT: &str = "put";
+/// SSE event name of [`WatchDelete`].
+pub const WATCH_EVENT_DELETE: &str = "delete";
+/// SSE event name of [`WatchResync`]; the stream ends after it.
+pub const WATCH_EVENT_RESYNC: &str = "resync";
+
+/// One node in the change stream and in `/v1/nodes`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchedNode {
+    /// Id of the node.
+    pub node_id: String,
+    /// Where peers reach the node.
+    pub host: String,
+    /// Where peers reach the node.
+    pub port: u16,
+    /// The node's agent card.
+    #[serde(default)]
+    pub metadata: Metadata,
+}
+
+/// `data` of `GET /v1/nodes`: every live node and the revision they reflect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodesListing {
+    /// Incarnation of the center: revisions of different epochs are unrelated.
+    pub epoch: u64,
+    /// Revision of the last change included.
+    pub revision: u64,
+    /// Live nodes keyed by node id.
+    pub nodes: BTreeMap<String, WatchedNode>,
+}
+
+/// First event of every stream: who is answering and how often it keeps quiet
+/// connections alive, so the client can tell a quiet stream from a dead one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchHello {
+    /// Incarnation of the center (random per start): a client resuming with another
+    /// epoch's revision gets a resync instead of unrelated changes.
+    pub epoch: u64,
+    /// The center's current revision when the stream opened.
+    pub revision: u64,
+    /// Longest silence between two writes on the stream, in milliseconds.
+    pub keepalive_ms: u64,
+}
+
+/// `snapshot` event: the complete set of live nodes at `revision`; the changes that
+/// follow have higher revisions, without gap or duplicate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchSnapshot {
+    /// Revision of the last change included.
+    pub revision: u64,
+    /// Live nodes keyed by node id.
+    pub nodes: BTreeMap<String, WatchedNode>,
+}
+
+/// `put` event: a node was registered or its entry replaced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchPut {
+    /// Revision of the change (also the SSE `id`).
+    pub revision: u64,
+    /// The node's new entry.
+    pub node: WatchedNode,
+}
+
+/// `delete` event: a node was deregistered or its lease expired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchDelete {
+    /// Revision of the change (also the SSE `id`).
+    pub revision: u64,
+    /// Id of the node that left.
+    pub node_id: String,
+    /// Why: `deregister` or `expire`.
+    pub reason: String,
+}
+
+/// `resync` event (and the `data` of a 410 answer): the requested revision is not
+/// retained (compacted, another epoch, or the watcher fell behind); re-list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchResync {
+    /// The center's current revision.
+    pub revision: u64,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// `message` of a 410 answer or `resync` event for a revision no longer retained.
+pub fn compacted_message(since: u64, oldest: u64) -> String {
+    format!(
+        "revision {since} is compacted (oldest resumable revision is {oldest}); re-list from {NODES_PATH}"
+    )
+}

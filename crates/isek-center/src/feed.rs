@@ -1,0 +1,402 @@
+//! [`Feed`]: the change log behind `GET /v1/watch`, and the stream each watcher reads.
+//!
+//! Every change to the registry (register, update, deregister, expiry) already gets the
+//! next revision; the writer also hands it to the feed, under the same state lock, as
+//! one pre-rendered server-sent event (rendered once, shared by every watcher). The
+//! feed keeps:
+//!
+//! - a bounded ring of the latest changes, for resuming with `since=REV`; a revision
+//!   older than the ring gets a resync answer, never a partial replay;
+//! - a bounded broadcast channel to live watchers; a watcher that falls further behind
+//!   than its buffer gets a `resync` event and its stream ends, so a slow reader costs
+//!   at most the buffer, never unbounded memory.
+//!
+//! Consistency: a watcher takes its starting point (a snapshot of the live nodes, or
+//! the ring's changes after `since`) and subscribes to the broadcast under the state
+//! lock, while changes are recorded and broadcast under that lock too; so it sees each
+//! revision after its starting point exactly once, in order, without gap.
+//!
+//! Revisions are only meaningful within one `epoch` (random per start): a client
+//! resuming with another epoch's revision is told to resync.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use isek::canonical::write_str;
+use isek::wire::center::{
+    WATCH_EVENT_DELETE, WATCH_EVENT_HELLO, WATCH_EVENT_PUT, WATCH_EVENT_RESYNC,
+    WATCH_EVENT_SNAPSHOT,
+};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use crate::lease::LeaseTable;
+use crate::registry::{Core, NodeRecord};
+
+/// The comment line sent on a quiet stream.
+const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
+
+/// One recorded change: its revision and its rendered SSE event.
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    /// Revision of the change.
+    pub revision: u64,
+    /// The whole `event: ...\nid: ...\ndata: ...\n\n` frame.
+    pub frame: Bytes,
+}
+
+/// The change log: a bounded history plus a bounded live broadcast.
+#[derive(Debug)]
+pub(crate) struct Feed {
+    /// The latest changes, oldest first, revisions strictly increasing.
+    history: VecDeque<Change>,
+    /// Most changes kept in `history`.
+    capacity: usize,
+    /// Every change with a revision above `base` is in `history`: `since >= base`
+    /// can be resumed.
+    base: u64,
+    /// Live watchers.
+    live: broadcast::Sender<Change>,
+}
+
+/// Why a watcher cannot resume where it asked to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Resync {
+    /// The center's current revision.
+    pub revision: u64,
+    /// What went wrong, for the client and its logs.
+    pub message: String,
+}
+
+impl Feed {
+    /// An empty feed whose history starts after `base` (the revision reached by
+    /// loading the store), keeping `capacity` changes and buffering `buffer` per watcher.
+    pub fn new(base: u64, capacity: usize, buffer: usize) -> Self {
+        let (live, _) = broadcast::channel(buffer.max(1));
+        Self {
+            history: VecDeque::with_capacity(capacity.min(4096)),
+            capacity,
+            base,
+            live,
+        }
+    }
+
+    /// Records that `id` was registered (or replaced) with `record` at `revision`.
+    pub fn put(&mut self, revision: u64, id: &str, record: &NodeRecord) {
+        let mut data = String::with_capacity(96 + id.len() + record.metadata().len());
+        data.push_str("{\"node\":");
+        write_node(&mut data, id, record);
+        let _ = write!(data, ",\"revision\":{revision}}}");
+        self.push(revision, frame(WATCH_EVENT_PUT, Some(revision), &data));
+    }
+
+    /// Records that `id` left at `revision`, `reason` being `deregister` or `expire`.
+    pub fn delete(&mut self, revision: u64, id: &str, reason: &str) {
+        let mut data = String::with_capacity(64 + id.len());
+        data.push_str("{\"node_id\":");
+        write_str(&mut data, id);
+        data.push_str(",\"reason\":");
+        write_str(&mut data, reason);
+        let _ = write!(data, ",\"revision\":{revision}}}");
+        self.push(revision, frame(WATCH_EVENT_DELETE, Some(revision), &data));
+    }
+
+    /// Appends to the history (dropping the oldest beyond capacity) and broadcasts.
+    fn push(&mut self, revision: u64, frame: Bytes) {
+        let change = Change { revision, frame };
+        if self.capacity == 0 {
+            self.base = revision;
+        } else {
+            if self.history.len() >= self.capacity
+                && let Some(oldest) = self.history.pop_front()
+            {
+                self.base = oldest.revision;
+            }
+            self.history.push_back(change.clone());
+        }
+        // No receivers is fine: nobody watches.
+        let _ = self.live.send(change);
+    }
+
+    /// The frames of every change after `since` and a receiver of the later ones, or
+    /// why `since` cannot be resumed (`current` is the center's revision).
+    pub fn resume(
+        &self,
+        since: u64,
+        current: u64,
+    ) -> Result<(Vec<Bytes>, broadcast::Receiver<Change>), Resync> {
+        if since > current {
+            return Err(Resync {
+                revision: current,
+                message: format!(
+                    "revision {since} is ahead of this center's revision {current}; re-list from {}",
+                    isek::wire::center::NODES_PATH
+                ),
+            });
+        }
+        if since < self.base {
+            return Err(Resync {
+                revision: current,
+                message: isek::wire::center::compacted_message(since, self.base),
+            });
+        }
+        let start = self.history.partition_point(|c| c.revision <= since);
+        let frames = self
+            .history
+            .range(start..)
+            .map(|c| c.frame.clone())
+            .collect();
+        Ok((frames, self.live.subscribe()))
+    }
+
+    /// A receiver of every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.live.subscribe()
+    }
+}
+
+/// A whole SSE frame. `data` must be one line (JSON written with escaped strings).
+fn frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
+    let mut out = String::with_capacity(32 + data.len());
+    out.push_str("event: ");
+    out.push_str(event);
+    out.push('\n');
+    if let Some(id) = id {
+        let _ = writeln!(out, "id: {id}");
+    }
+    out.push_str("data: ");
+    out.push_str(data);
+    out.push_str("\n\n");
+    Bytes::from(out)
+}
+
+/// Appends one node as `{"host":..,"metadata":..,"node_id":..,"port":..}`.
+pub(crate) fn write_node(out: &mut String, id: &str, record: &NodeRecord) {
+    out.push_str("{\"host\":");
+    write_str(out, record.host());
+    out.push_str(",\"metadata\":");
+    out.push_str(record.metadata());
+    out.push_str(",\"node_id\":");
+    write_str(out, id);
+    let _ = write!(out, ",\"port\":{}}}", record.port());
+}
+
+/// Appends every node live at `now` as a JSON object keyed by node id.
+pub(crate) fn write_nodes(out: &mut String, leases: &LeaseTable<NodeRecord>, now: Instant) {
+    out.push('{');
+    for (i, entry) in leases.live(now).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, entry.id);
+        out.push(':');
+        write_node(out, entry.id, entry.value);
+    }
+    out.push('}');
+}
+
+/// The `snapshot` event of the nodes live at `now`, at `revision`.
+pub(crate) fn snapshot_frame(
+    leases: &LeaseTable<NodeRecord>,
+    revision: u64,
+    now: Instant,
+) -> Bytes {
+    let mut data = String::with_capacity(64 + leases.len() * 128);
+    data.push_str("{\"nodes\":");
+    write_nodes(&mut data, leases, now);
+    let _ = write!(data, ",\"revision\":{revision}}}");
+    frame(WATCH_EVENT_SNAPSHOT, Some(revision), &data)
+}
+
+/// The `hello` event opening every stream.
+pub(crate) fn hello_frame(epoch: u64, revision: u64, keepalive: Duration) -> Bytes {
+    let data = format!(
+        "{{\"epoch\":{epoch},\"keepalive_ms\":{},\"revision\":{revision}}}",
+        keepalive.as_millis()
+    );
+    frame(WATCH_EVENT_HELLO, None, &data)
+}
+
+/// The `resync` event ending a stream.
+pub(crate) fn resync_frame(resync: &Resync) -> Bytes {
+    let mut data = String::from("{\"message\":");
+    write_str(&mut data, &resync.message);
+    let _ = write!(data, ",\"revision\":{}}}", resync.revision);
+    frame(WATCH_EVENT_RESYNC, None, &data)
+}
+
+/// A random epoch, below 2^53 so JavaScript clients read it exactly.
+pub(crate) fn new_epoch() -> u64 {
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(t.as_nanos());
+    }
+    hasher.finish() & ((1 << 53) - 1)
+}
+
+/// What one watcher's stream starts with.
+#[derive(Debug)]
+pub(crate) struct WatchStart {
+    /// Frames to send before live changes (hello, then a snapshot or the backlog).
+    pub initial: Vec<Bytes>,
+    /// Live changes after those.
+    pub live: broadcast::Receiver<Change>,
+    /// Revision of the last change covered by `initial`.
+    pub after: u64,
+}
+
+/// The state of one watcher's body stream.
+struct WatchStream {
+    /// Frames not yet sent.
+    queue: VecDeque<Bytes>,
+    /// Live changes.
+    live: broadcast::Receiver<Change>,
+    /// Revision of the last change sent (the broadcast could in theory repeat one).
+    after: u64,
+    /// Keep-alive interval.
+    keepalive: Duration,
+    /// Turns true when the center shuts down: the stream ends so shutdown never waits
+    /// for watchers.
+    closed: watch::Receiver<bool>,
+    /// The registry core, for the current revision in the `resync` event of a lagging
+    /// watcher.
+    core: Arc<Core>,
+    /// Set after the final frame: the next poll ends the stream.
+    done: bool,
+}
+
+/// The body of one `GET /v1/watch` answer: the initial frames, then live changes,
+/// keep-alive comments on silence, and a final `resync` if the watcher lags.
+pub(crate) fn watch_stream(
+    start: WatchStart,
+    keepalive: Duration,
+    core: Arc<Core>,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let state = WatchStream {
+        queue: start.initial.into(),
+        live: start.live,
+        after: start.after,
+        keepalive,
+        closed: core.watchers_closed.subscribe(),
+        core,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        if let Some(frame) = s.queue.pop_front() {
+            return Some((Ok(frame), s));
+        }
+        if s.done {
+            return None;
+        }
+        loop {
+            let mut closed = s.closed.clone();
+            let shutdown = async move {
+                let _ = closed.wait_for(|c| *c).await;
+            };
+            tokio::select! {
+                () = shutdown => return None,
+                received = s.live.recv() => match received {
+                    Ok(change) if change.revision <= s.after => continue,
+                    Ok(change) => {
+                        s.after = change.revision;
+                        return Some((Ok(change.frame), s));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::info!(missed, "watcher fell behind; sending resync");
+                        s.done = true;
+                        let resync = Resync {
+                            revision: s.core.revision.load(Ordering::Acquire),
+                            message: format!(
+                                "this watcher fell {missed} changes behind after revision {}; re-list from {}",
+                                s.after,
+                                isek::wire::center::NODES_PATH
+                            ),
+                        };
+                        return Some((Ok(resync_frame(&resync)), s));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                () = tokio::time::sleep(s.keepalive) => {
+                    return Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), s));
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> NodeRecord {
+        NodeRecord::new("127.0.0.1", 9000, r#"{"role":"planner"}"#)
+    }
+
+    #[test]
+    fn frames_are_one_line_sse_events() {
+        let mut feed = Feed::new(0, 4, 4);
+        feed.put(1, "n\u{e9}", &record());
+        feed.delete(2, "n\u{e9}", "expire");
+        let (frames, _) = feed.resume(0, 2).unwrap();
+        let text: Vec<String> = frames
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "event: put\nid: 1\ndata: {\"node\":{\"host\":\"127.0.0.1\",\"metadata\":{\"role\":\"planner\"},\"node_id\":\"n\\u00e9\",\"port\":9000},\"revision\":1}\n\n",
+                "event: delete\nid: 2\ndata: {\"node_id\":\"n\\u00e9\",\"reason\":\"expire\",\"revision\":2}\n\n",
+            ]
+        );
+    }
+
+    #[test]
+    fn resume_replays_exactly_the_retained_suffix() {
+        let mut feed = Feed::new(10, 3, 4);
+        for rev in 11..=15 {
+            feed.put(rev, "a", &record());
+        }
+        // History holds 13..=15; base is 12.
+        let revs = |since| {
+            feed.resume(since, 15).map(|(frames, _)| {
+                frames
+                    .iter()
+                    .map(|f| {
+                        let t = String::from_utf8_lossy(f).into_owned();
+                        t.lines()
+                            .find_map(|l| l.strip_prefix("id: ").map(str::to_owned))
+                            .unwrap_or_default()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(revs(12), Ok(vec!["13".into(), "14".into(), "15".into()]));
+        assert_eq!(revs(14), Ok(vec!["15".into()]));
+        assert_eq!(revs(15), Ok(vec![]));
+        let compacted = revs(11).unwrap_err();
+        assert!(compacted.message.contains("revision 11 is compacted"));
+        assert!(revs(16).unwrap_err().message.contains("ahead"));
+    }
+
+    #[test]
+    fn zero_history_resumes_only_the_current_revision() {
+        let mut feed = Feed::new(0, 0, 4);
+        feed.put(1, "a", &record());
+        assert!(feed.resume(1, 1).is_ok());
+        assert!(feed.resume(0, 1).is_err());
+    }
+
+    #[test]
+    fn epochs_fit_in_53_bits() {
+        assert!(new_epoch() < 1 << 53);
+    }
+}

@@ -799,3 +799,32 @@ fn etcd_restarted_under_running_nodes_they_come_back() {
         v["event"] == "leave" && v["node"]["node_id"] == first_id.as_str()
     });
 }
+
+#[test]
+fn run_ttl_flags_must_agree() {
+    // Checked before anything is contacted: nothing listens on this endpoint.
+    let output = Command::new(ISEK)
+        .args([
+            "run",
+            "--etcd",
+            "http://127.0.0.1:1",
+            "--host",
+            "h",
+            "--port",
+            "1",
+        ])
+        .args(["--ttl", "2", "--lease-ttl", "3"])
+        .env_remove("ISEK_CENTER")
+        .env_remove("ISEK_ETCD")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        "error: --ttl and --lease-ttl disagree (2s vs 3s); give one\n"
+    );
+}

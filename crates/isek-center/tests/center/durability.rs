@@ -90,10 +90,17 @@ async fn acknowledged_writes_are_committed_before_the_answer() {
     assert_eq!(stored.len(), N - 1);
     assert!(!stored.contains(&"node-0007".to_owned()));
 
+    // One center per data directory: a second one is refused while the first runs.
+    let refused = isek_center::app(config(dir.path(), ttl))
+        .await
+        .expect_err("the data directory is locked");
+    assert!(refused.to_string().contains("already in use"), "{refused}");
+    first.center.shutdown().await.unwrap();
+    drop(first);
     let second = TestCenter::with_config(config(dir.path(), ttl)).await;
     assert_eq!(second.listed_ids().await.len(), N - 1);
+    // Dropped without a shutdown: the lock goes with the last handle.
     drop(second);
-    drop(first);
     let third = TestCenter::with_config(config(dir.path(), ttl)).await;
     assert_eq!(third.listed_ids().await.len(), N - 1);
     third.center.shutdown().await.unwrap();

@@ -32,6 +32,9 @@ pub struct Config {
     /// Changes kept for `GET /v1/watch?since=REV` resumption; older revisions get a
     /// resync answer. Bounds the change log's memory (about 200 bytes per change).
     pub watch_history: usize,
+    /// Most bytes of rendered changes kept in that history (large metadata shortens
+    /// it), so the change log's memory is bounded whatever the nodes carry.
+    pub watch_history_bytes: usize,
     /// Changes buffered per live watcher; a watcher further behind gets a `resync`
     /// event and its stream ends, so a slow reader never grows memory.
     pub watch_buffer: usize,
@@ -51,6 +54,7 @@ impl Default for Config {
             max_batch: 8_192,
             sqlite_cache_kib: 4_096,
             watch_history: 65_536,
+            watch_history_bytes: 64 * 1024 * 1024,
             watch_buffer: 8_192,
             watch_keepalive: Duration::from_secs(5),
         }

@@ -59,6 +59,10 @@ pub(crate) struct Feed {
     history: VecDeque<Change>,
     /// Most changes kept in `history`.
     capacity: usize,
+    /// Most frame bytes kept in `history`.
+    max_bytes: usize,
+    /// Frame bytes currently in `history`.
+    bytes: usize,
     /// Every change with a revision above `base` is in `history`: `since >= base`
     /// can be resumed.
     base: u64,
@@ -77,12 +81,15 @@ pub(crate) struct Resync {
 
 impl Feed {
     /// An empty feed whose history starts after `base` (the revision reached by
-    /// loading the store), keeping `capacity` changes and buffering `buffer` per watcher.
-    pub fn new(base: u64, capacity: usize, buffer: usize) -> Self {
+    /// loading the store), keeping at most `capacity` changes and `max_bytes` of them,
+    /// and buffering `buffer` changes per watcher.
+    pub fn new(base: u64, capacity: usize, max_bytes: usize, buffer: usize) -> Self {
         let (live, _) = broadcast::channel(buffer.max(1));
         Self {
             history: VecDeque::with_capacity(capacity.min(4096)),
             capacity,
+            max_bytes,
+            bytes: 0,
             base,
             live,
         }
@@ -111,15 +118,14 @@ impl Feed {
     /// Appends to the history (dropping the oldest beyond capacity) and broadcasts.
     fn push(&mut self, revision: u64, frame: Bytes) {
         let change = Change { revision, frame };
-        if self.capacity == 0 {
-            self.base = revision;
-        } else {
-            if self.history.len() >= self.capacity
-                && let Some(oldest) = self.history.pop_front()
-            {
-                self.base = oldest.revision;
-            }
-            self.history.push_back(change.clone());
+        self.history.push_back(change.clone());
+        self.bytes += change.frame.len();
+        while self.history.len() > self.capacity || self.bytes > self.max_bytes {
+            let Some(oldest) = self.history.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.frame.len();
+            self.base = oldest.revision;
         }
         // No receivers is fine: nobody watches.
         let _ = self.live.send(change);
@@ -342,7 +348,7 @@ mod tests {
 
     #[test]
     fn frames_are_one_line_sse_events() {
-        let mut feed = Feed::new(0, 4, 4);
+        let mut feed = Feed::new(0, 4, 1 << 20, 4);
         feed.put(1, "n\u{e9}", &record());
         feed.delete(2, "n\u{e9}", "expire");
         let (frames, _) = feed.resume(0, 2).unwrap();
@@ -361,7 +367,7 @@ mod tests {
 
     #[test]
     fn resume_replays_exactly_the_retained_suffix() {
-        let mut feed = Feed::new(10, 3, 4);
+        let mut feed = Feed::new(10, 3, 1 << 20, 4);
         for rev in 11..=15 {
             feed.put(rev, "a", &record());
         }
@@ -389,10 +395,27 @@ mod tests {
 
     #[test]
     fn zero_history_resumes_only_the_current_revision() {
-        let mut feed = Feed::new(0, 0, 4);
+        let mut feed = Feed::new(0, 0, 1 << 20, 4);
         feed.put(1, "a", &record());
         assert!(feed.resume(1, 1).is_ok());
         assert!(feed.resume(0, 1).is_err());
+    }
+
+    #[test]
+    fn history_is_bounded_by_bytes_too() {
+        let frame_len = {
+            let mut one = Feed::new(0, 10, 1 << 20, 4);
+            one.put(1, "a", &record());
+            one.bytes
+        };
+        let mut feed = Feed::new(0, 100, frame_len * 2, 4);
+        for rev in 1..=5 {
+            feed.put(rev, "a", &record());
+        }
+        assert_eq!(feed.history.len(), 2);
+        assert!(feed.bytes <= frame_len * 2);
+        assert!(feed.resume(3, 5).is_ok());
+        assert!(feed.resume(2, 5).is_err());
     }
 
     #[test]

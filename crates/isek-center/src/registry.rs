@@ -204,7 +204,12 @@ impl Center {
             state: Mutex::new(State {
                 leases,
                 revision,
-                feed: Feed::new(revision, config.watch_history, config.watch_buffer),
+                feed: Feed::new(
+                    revision,
+                    config.watch_history,
+                    config.watch_history_bytes,
+                    config.watch_buffer,
+                ),
             }),
             revision: AtomicU64::new(revision),
             reaper_wake: Notify::new(),

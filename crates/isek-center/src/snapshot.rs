@@ -223,7 +223,7 @@ mod tests {
         let state = State {
             leases,
             revision: 3,
-            feed: crate::feed::Feed::new(3, 0, 1),
+            feed: crate::feed::Feed::new(3, 0, 0, 1),
         };
         let wall = UNIX_EPOCH + Duration::from_millis(1_795_681_517_500);
         let (body, earliest) = render(&state, t0, wall);

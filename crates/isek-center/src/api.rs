@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::json::envelope_without_data;
 use crate::registry::Center;
-use crate::request::{Rejection, node_id_of, parse_object, registration_of};
+use crate::request::{Rejection, parse_object};
 use crate::writer::WriteError;
 
 /// The center's router, with its state attached.
@@ -67,6 +67,7 @@ impl From<WriteError> for Rejection {
             message: match error {
                 WriteError::Unavailable(e) => format!("Storage unavailable: {e}"),
                 WriteError::ShuttingDown => "The center is shutting down.".to_owned(),
+                WriteError::Refused(refusal) => return refusal.into(),
             },
         }
     }
@@ -106,15 +107,15 @@ async fn read_object(
 async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let body = read_object(&center, &headers, body).await?;
-        let registration = registration_of(&body, &center.config().limits)?;
-        center
-            .register(&registration.node_id, registration.record)
-            .await?;
-        tracing::debug!(node_id = %registration.node_id, "registered");
-        Ok::<_, Rejection>(envelope(
-            StatusCode::OK,
-            &registered_message(&registration.node_id),
-        ))
+        let (id, token) = center.register_request(&body).await?;
+        tracing::debug!(node_id = %id, signed = token.is_some(), "registered");
+        Ok::<_, Rejection>(match token {
+            Some(token) => json_response(
+                StatusCode::OK,
+                crate::ownership::envelope_with_token(&registered_message(&id), &token),
+            ),
+            None => envelope(StatusCode::OK, &registered_message(&id)),
+        })
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -123,8 +124,8 @@ async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) 
 async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let body = read_object(&center, &headers, body).await?;
-        let id = node_id_of(&body, &center.config().limits)?;
-        Ok::<_, Rejection>(if center.renew(&id) {
+        let (id, renewed) = center.renew_request(&body)?;
+        Ok::<_, Rejection>(if renewed {
             envelope(StatusCode::OK, &renewed_message(&id))
         } else {
             envelope(StatusCode::NOT_FOUND, &renew_not_found_message(&id))
@@ -137,8 +138,8 @@ async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> 
 async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         let body = read_object(&center, &headers, body).await?;
-        let id = node_id_of(&body, &center.config().limits)?;
-        Ok::<_, Rejection>(if center.deregister(&id).await? {
+        let (id, removed) = center.deregister_request(&headers, &body).await?;
+        Ok::<_, Rejection>(if removed {
             tracing::debug!(node_id = %id, "deregistered");
             envelope(StatusCode::OK, &deregistered_message(&id))
         } else {

@@ -20,6 +20,9 @@ pub struct Config {
     pub lease_ttl: Duration,
     /// Size limits on request bodies and fields.
     pub limits: Limits,
+    /// Who may act on nodes: signatures required or not, the admin token, the node
+    /// cap (see [`crate::ownership`]).
+    pub security: crate::ownership::Security,
     /// Oldest a cached `available_nodes` body may be before it is rebuilt, which bounds
     /// how far its `expires_at` values lag behind renewals.
     pub snapshot_max_age: Duration,
@@ -49,6 +52,7 @@ impl Default for Config {
             data_dir: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             limits: Limits::default(),
+            security: crate::ownership::Security::default(),
             snapshot_max_age: Duration::from_secs(1),
             write_queue: 16_384,
             max_batch: 8_192,

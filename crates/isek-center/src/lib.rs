@@ -27,6 +27,8 @@
 //! - `feed`: the change log and the server-sent event streams of `GET /v1/watch`
 //!   (bounded history for `since=REV`, bounded live buffer per watcher).
 //! - `snapshot`: the cached, lazily rebuilt `available_nodes` body.
+//! - [`ownership`]: who may renew, overwrite or deregister a node (signed
+//!   registrations, lease tokens, signed operations, admin token, node cap).
 //! - [`config`]: [`Config`] and [`Limits`]; [`error`]: [`Error`].
 //!
 //! Invariants: a register or deregister is answered only after its commit is durable
@@ -41,6 +43,7 @@ pub mod error;
 mod feed;
 pub mod json;
 pub mod lease;
+pub mod ownership;
 mod reaper;
 pub mod registry;
 pub mod request;

@@ -32,6 +32,7 @@ use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Resync, WatchStart};
 use crate::lease::LeaseTable;
+use crate::ownership::{Guard, Owner};
 use crate::snapshot::SnapshotCache;
 use crate::store::Store;
 use crate::writer::{WriteError, WriteOp};
@@ -48,6 +49,9 @@ pub struct NodeRecord {
     host_len: u32,
     /// Where peers reach the node (1..=65535).
     port: u16,
+    /// Who owns the node when it was registered with a signature (`None`: unsigned,
+    /// anyone may act on it as in the original protocol).
+    owner: Option<Arc<Owner>>,
 }
 
 impl NodeRecord {
@@ -60,7 +64,19 @@ impl NodeRecord {
             text: text.into_boxed_str(),
             host_len: u32::try_from(host.len()).unwrap_or(u32::MAX),
             port,
+            owner: None,
         }
+    }
+
+    /// The same record owned by `owner` (a signed registration).
+    pub fn with_owner(mut self, owner: Option<Arc<Owner>>) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// The owner of a signed registration.
+    pub fn owner(&self) -> Option<&Arc<Owner>> {
+        self.owner.as_ref()
     }
 
     /// Where peers reach the node.
@@ -218,7 +234,13 @@ impl Center {
             watchers_closed: watch::channel(false).0,
         });
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
-        let writer_done = crate::writer::spawn(store, Arc::clone(&core), rx, config.max_batch)?;
+        let writer_done = crate::writer::spawn(
+            store,
+            Arc::clone(&core),
+            rx,
+            config.max_batch,
+            config.security.max_nodes,
+        )?;
         let (stop, stop_rx) = watch::channel(false);
         let reaper = tokio::spawn(crate::reaper::run(
             Arc::clone(&core),
@@ -245,8 +267,13 @@ impl Center {
         &self.inner.config
     }
 
+    /// The shared core (ownership checks lock it directly).
+    pub(crate) fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
     /// A sender to the writer, or why there is none.
-    fn writer(&self) -> Result<mpsc::Sender<WriteOp>, WriteError> {
+    pub(crate) fn writer(&self) -> Result<mpsc::Sender<WriteOp>, WriteError> {
         self.inner
             .writes
             .lock()
@@ -256,12 +283,15 @@ impl Center {
     }
 
     /// Registers (or replaces) `id` durably and starts its lease; returns once the
-    /// registration is committed to the store and visible.
+    /// registration is committed to the store and visible. No ownership check (an
+    /// in-process caller is the operator); HTTP requests go through
+    /// [`Center::register_guarded`].
     pub async fn register(&self, id: &str, record: NodeRecord) -> Result<(), WriteError> {
         let (reply, answer) = oneshot::channel();
         let op = WriteOp::Put {
             id: Arc::from(id),
             record,
+            guard: Guard::Admin,
             reply,
         };
         self.writer()?
@@ -272,12 +302,14 @@ impl Center {
     }
 
     /// Extends the lease of a live node to now + TTL; false if unknown or expired.
+    /// No ownership check; HTTP requests go through [`Center::renew_guarded`].
     pub fn renew(&self, id: &str) -> bool {
         let now = Instant::now();
         self.inner.core.lock().leases.renew(id, now)
     }
 
-    /// Removes a live node durably; `Ok(false)` if it is unknown or expired.
+    /// Removes a live node durably; `Ok(false)` if it is unknown or expired. No
+    /// ownership check; HTTP requests go through [`Center::deregister_guarded`].
     pub async fn deregister(&self, id: &str) -> Result<bool, WriteError> {
         if !self.is_live(id) {
             return Ok(false);
@@ -285,6 +317,7 @@ impl Center {
         let (reply, answer) = oneshot::channel();
         let op = WriteOp::Delete {
             id: Arc::from(id),
+            guard: Guard::Admin,
             reply,
         };
         self.writer()?

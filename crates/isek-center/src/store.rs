@@ -1,6 +1,9 @@
 //! [`Store`]: where registrations survive restarts (SQLite), or nowhere (`--in-memory`).
 //!
-//! One table, `nodes(node_id, host, port, metadata)`, in WAL mode with
+//! One table, `nodes(node_id, host, port, metadata, public_key, token_hash)` (the
+//! last two, added in schema 2, hold the owner of a signed registration: its raw
+//! `X||Y` key in base64 and the SHA-256 of its lease token; NULL for unsigned nodes
+//! and for rows of schema-1 stores, which load unchanged), in WAL mode with
 //! `synchronous=FULL`: a commit returns only after its WAL frames are fsynced, so a
 //! registration acknowledged after [`Store::commit`] survives `kill -9` and power loss.
 //! Only the store writer ([`crate::writer`]) touches the connection, from one thread.
@@ -11,14 +14,18 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags, params};
 
+use isek::identity::PublicKey;
+
 use crate::error::{Error, Result};
+use crate::ownership::Owner;
 use crate::registry::NodeRecord;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "isek-center.sqlite3";
 
-/// Schema version kept in `PRAGMA user_version`, for future migrations.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version kept in `PRAGMA user_version`, for future migrations. Version 1
+/// lacked the owner columns; opening such a store adds them.
+const SCHEMA_VERSION: i64 = 2;
 
 /// One change inside a commit.
 #[derive(Debug)]
@@ -82,8 +89,16 @@ impl Store {
             ) WITHOUT ROWID;",
         )?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version == 0 {
-            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        if version == 0 || version == 1 {
+            // New store (the table above has the schema-1 columns) or a schema-1 one:
+            // add the owner columns, in one transaction with the version bump.
+            conn.execute_batch(
+                "BEGIN;
+                 ALTER TABLE nodes ADD COLUMN public_key TEXT;
+                 ALTER TABLE nodes ADD COLUMN token_hash BLOB;
+                 PRAGMA user_version = 2;
+                 COMMIT;",
+            )?;
         } else if version != SCHEMA_VERSION {
             return Err(Error::Store(rusqlite::Error::InvalidParameterName(
                 format!("unsupported schema version {version} (expected {SCHEMA_VERSION})"),
@@ -98,7 +113,8 @@ impl Store {
         let Self::Sqlite(conn) = self else {
             return Ok(Vec::new());
         };
-        let mut stmt = conn.prepare("SELECT node_id, host, port, metadata FROM nodes")?;
+        let mut stmt =
+            conn.prepare("SELECT node_id, host, port, metadata, public_key, token_hash FROM nodes")?;
         let mut rows = stmt.query([])?;
         let mut nodes = Vec::new();
         while let Some(row) = rows.next()? {
@@ -106,6 +122,20 @@ impl Store {
             let host: String = row.get(1)?;
             let port: i64 = row.get(2)?;
             let metadata: String = row.get(3)?;
+            let public_key: Option<String> = row.get(4)?;
+            let token_hash: Option<Vec<u8>> = row.get(5)?;
+            let owner = match public_key.map(|k| PublicKey::from_base64(&k)) {
+                None => None,
+                Some(Ok(key)) => {
+                    let hash = token_hash.and_then(|h| <[u8; 32]>::try_from(h).ok());
+                    Some(Arc::new(Owner::new(key, hash)))
+                }
+                Some(Err(e)) => {
+                    // Never downgrade a signed node to an unsigned one.
+                    tracing::warn!(node_id = %id, error = %e, "skipping stored node with an invalid owner key");
+                    continue;
+                }
+            };
             let Ok(port @ 1..=u16::MAX) = u16::try_from(port) else {
                 tracing::warn!(node_id = %id, port, "skipping stored node with an invalid port");
                 continue;
@@ -115,7 +145,10 @@ impl Store {
             let is_object = metadata.starts_with('{')
                 && serde_json::from_str::<serde::de::IgnoredAny>(&metadata).is_ok();
             if is_object {
-                nodes.push((Arc::from(id), NodeRecord::new(&host, port, &metadata)));
+                nodes.push((
+                    Arc::from(id),
+                    NodeRecord::new(&host, port, &metadata).with_owner(owner),
+                ));
             } else {
                 tracing::warn!(node_id = %id, "skipping stored node with invalid metadata");
             }
@@ -134,17 +167,20 @@ impl Store {
         let tx = conn.transaction()?;
         {
             let mut upsert = tx.prepare_cached(
-                "INSERT OR REPLACE INTO nodes (node_id, host, port, metadata) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO nodes (node_id, host, port, metadata, public_key, token_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut delete = tx.prepare_cached("DELETE FROM nodes WHERE node_id = ?1")?;
             for op in ops {
                 match op {
                     StoreOp::Upsert { id, record } => {
+                        let owner = record.owner();
                         upsert.execute(params![
                             id,
                             record.host(),
                             i64::from(record.port()),
-                            record.metadata()
+                            record.metadata(),
+                            owner.map(|o| o.key().to_base64()),
+                            owner.and_then(|o| o.token_hash()).map(|h| h.as_slice()),
                         ])?;
                     }
                     StoreOp::Delete { id } => {
@@ -214,11 +250,12 @@ mod tests {
             panic!("a data dir opens SQLite");
         };
         conn.execute_batch(
-            r#"INSERT INTO nodes VALUES ('ok', 'h', 1, '{"a":1}');
-               INSERT INTO nodes VALUES ('port0', 'h', 0, '{}');
-               INSERT INTO nodes VALUES ('port-big', 'h', 70000, '{}');
-               INSERT INTO nodes VALUES ('meta-list', 'h', 1, '[1]');
-               INSERT INTO nodes VALUES ('meta-bad', 'h', 1, '{"a":');"#,
+            r#"INSERT INTO nodes VALUES ('ok', 'h', 1, '{"a":1}', NULL, NULL);
+               INSERT INTO nodes VALUES ('port0', 'h', 0, '{}', NULL, NULL);
+               INSERT INTO nodes VALUES ('port-big', 'h', 70000, '{}', NULL, NULL);
+               INSERT INTO nodes VALUES ('meta-list', 'h', 1, '[1]', NULL, NULL);
+               INSERT INTO nodes VALUES ('meta-bad', 'h', 1, '{"a":', NULL, NULL);
+               INSERT INTO nodes VALUES ('bad-key', 'h', 1, '{}', 'AAAA', NULL);"#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let loaded = store.load().unwrap_or_else(|e| panic!("{e}"));

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::lease::Expired;
+use crate::ownership::{Guard, Owner, Refusal};
 use crate::registry::{Core, NodeRecord};
 use crate::store::{Store, StoreOp};
 
@@ -32,6 +33,10 @@ pub enum WriteError {
     /// The center is stopping and accepts no more writes.
     #[error("the center is shutting down")]
     ShuttingDown,
+    /// The request lacks the proof of ownership the node needs, or the center is
+    /// full: nothing was changed.
+    #[error("{0}")]
+    Refused(Refusal),
 }
 
 /// A request to the writer.
@@ -43,6 +48,8 @@ pub(crate) enum WriteOp {
         id: Arc<str>,
         /// Its record.
         record: NodeRecord,
+        /// The proof the registration carries, checked against the current owner.
+        guard: Guard,
         /// Answered after the commit.
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
@@ -50,6 +57,8 @@ pub(crate) enum WriteOp {
     Delete {
         /// The node id.
         id: Arc<str>,
+        /// The proof the deregistration carries, checked against the current owner.
+        guard: Guard,
         /// Answered after the commit (or at once when the node is not live).
         reply: oneshot::Sender<Result<bool, WriteError>>,
     },
@@ -94,6 +103,7 @@ pub(crate) fn spawn(
     core: Arc<Core>,
     rx: mpsc::Receiver<WriteOp>,
     max_batch: usize,
+    max_nodes: Option<usize>,
 ) -> Result<oneshot::Receiver<Result<()>>> {
     let (done, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -103,6 +113,7 @@ pub(crate) fn spawn(
                 store,
                 core,
                 max_batch: max_batch.max(1),
+                max_nodes,
             };
             writer.run(rx);
             // Closing the connection checkpoints the WAL.
@@ -124,6 +135,8 @@ struct Writer {
     core: Arc<Core>,
     /// Most operations per transaction.
     max_batch: usize,
+    /// Most nodes the table may hold; registrations of new ids beyond it are refused.
+    max_nodes: Option<usize>,
 }
 
 impl Writer {
@@ -176,20 +189,72 @@ impl Writer {
         let state = self.core.lock();
         // Ids changed earlier in this batch: whether they are live after that change.
         let mut touched: HashMap<Arc<str>, bool> = HashMap::new();
+        // Owners of ids put earlier in this batch (ownership checks see them).
+        let mut owners: HashMap<Arc<str>, Option<Arc<Owner>>> = HashMap::new();
+        let current_owner =
+            |id: &Arc<str>, owners: &HashMap<Arc<str>, Option<Arc<Owner>>>| match owners.get(id) {
+                Some(owner) => owner.clone(),
+                None => state
+                    .leases
+                    .get(id, now)
+                    .and_then(|e| e.value.owner().cloned()),
+            };
+        // Entries in the table plus those this batch adds (for `max_nodes`).
+        let mut count = state.leases.len();
+        let max_nodes = self.max_nodes;
         let mut plans = Vec::with_capacity(batch.len());
         for op in batch {
             match op {
-                WriteOp::Put { id, record, reply } => {
+                WriteOp::Put {
+                    id,
+                    record,
+                    guard,
+                    reply,
+                } => {
+                    let live = touched
+                        .get(&id)
+                        .copied()
+                        .unwrap_or_else(|| state.leases.is_live(&id, now));
+                    let current = if live {
+                        current_owner(&id, &owners)
+                    } else {
+                        None
+                    };
+                    if let Err(refusal) = guard.check_register(&id, current.as_deref()) {
+                        let _ = reply.send(Err(WriteError::Refused(refusal)));
+                        continue;
+                    }
+                    let known = live || state.leases.generation(&id).is_some();
+                    if !known && max_nodes.is_some_and(|max| count >= max) {
+                        let _ = reply.send(Err(WriteError::Refused(Refusal {
+                            status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            message: format!("center is full ({} nodes)", count),
+                        })));
+                        continue;
+                    }
+                    if !known {
+                        count += 1;
+                    }
+                    if let (Some(old), Some(new)) = (&current, record.owner()) {
+                        new.inherit_timestamp(old);
+                    }
                     touched.insert(Arc::clone(&id), true);
+                    owners.insert(Arc::clone(&id), record.owner().cloned());
                     plans.push(Plan::Put { id, record, reply });
                 }
-                WriteOp::Delete { id, reply } => {
+                WriteOp::Delete { id, guard, reply } => {
                     let live = touched
                         .get(&id)
                         .copied()
                         .unwrap_or_else(|| state.leases.is_live(&id, now));
                     if live {
+                        let current = current_owner(&id, &owners);
+                        if let Err(refusal) = guard.check_act(&id, current.as_deref()) {
+                            let _ = reply.send(Err(WriteError::Refused(refusal)));
+                            continue;
+                        }
                         touched.insert(Arc::clone(&id), false);
+                        owners.insert(Arc::clone(&id), None);
                         plans.push(Plan::Delete { id, reply });
                     } else {
                         let _ = reply.send(Ok(false));

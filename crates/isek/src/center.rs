@@ -5,6 +5,8 @@
 //! connections alive between calls; timeouts default to the original client's.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,9 +14,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::wire::center::{
-    AVAILABLE_NODES_PATH, AvailableNodes, DEREGISTER_PATH, Envelope, ListedNode, NodeIdRequest,
-    REGISTER_PATH, RENEW_PATH, RegisterRequest,
+    AVAILABLE_NODES_PATH, AvailableNodes, DEREGISTER_PATH, Envelope, ListedNode, REGISTER_PATH,
+    RENEW_PATH,
 };
+use crate::credentials::Credentials;
+use crate::identity::NodeIdentity;
+use crate::wire::proof::{DEREGISTER_OP, ProofRequest, RENEW_OP, RegisterData};
 use crate::{Error, Metadata, NodeInfo, Registry, Result};
 
 /// How to reach a center.
@@ -28,6 +33,9 @@ pub struct CenterConfig {
     pub renew_timeout: Duration,
     /// Timeout for establishing a TCP connection.
     pub connect_timeout: Duration,
+    /// PEM file of an extra CA to trust for `https://` centers (e.g. a private CA
+    /// or a self-signed center certificate), besides the system roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl CenterConfig {
@@ -38,6 +46,7 @@ impl CenterConfig {
             timeout: Duration::from_secs(10),
             renew_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 }
@@ -49,6 +58,9 @@ pub struct IsekCenterRegistry {
     config: CenterConfig,
     /// Shared connection pool; cloning the registry shares it.
     http: reqwest::Client,
+    /// The identity registrations are signed with and the lease tokens received
+    /// (see [`crate::credentials`]); shared by clones.
+    credentials: Arc<Credentials>,
 }
 
 impl IsekCenterRegistry {
@@ -67,12 +79,81 @@ impl IsekCenterRegistry {
             )));
         }
         config.url = trimmed;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::InvalidArgument(format!("cannot read CA file {}: {e}", path.display()))
+            })?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::InvalidArgument(format!("CA file {} is not PEM: {e}", path.display()))
+            })?;
+            if certificates.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "CA file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::Backend(format!("cannot build HTTP client: {e}")))?;
-        Ok(Self { config, http })
+        Ok(Self {
+            config,
+            http,
+            credentials: Arc::new(Credentials::default()),
+        })
+    }
+
+    /// This client signing registrations with `identity` and proving ownership on
+    /// renew and deregister with the lease token it receives (or a fresh signature
+    /// for nodes it has no token for, e.g. registered by another process).
+    pub fn with_identity(mut self, identity: NodeIdentity) -> Self {
+        self.credentials = Arc::new(Credentials::new(Some(Arc::new(identity))));
+        self
+    }
+
+    /// The lease token the center gave for `node_id`'s signed registration, if any.
+    pub fn lease_token(&self, node_id: &str) -> Option<String> {
+        self.credentials.token(node_id)
+    }
+
+    /// Deregisters any node with the operator's admin token
+    /// (`Authorization: Bearer`), whoever owns it.
+    pub async fn admin_deregister(&self, node_id: &str, admin_token: &str) -> Result<()> {
+        let url = format!("{}{}", self.config.url, DEREGISTER_PATH);
+        let body = ProofRequest {
+            node_id: node_id.to_owned(),
+            ..ProofRequest::default()
+        };
+        let request = self
+            .http
+            .post(&url)
+            .bearer_auth(admin_token.trim())
+            .json(&body)
+            .timeout(self.config.timeout);
+        let _: Envelope<serde_json::Value> = self.send(&url, request).await?;
+        Ok(())
+    }
+
+    /// A renew or deregister: token first; when the token is refused (e.g. the node
+    /// was re-registered elsewhere) and an identity is set, once more with a signature.
+    async fn operation(&self, path: &str, op: &str, node_id: &str, timeout: Duration) -> Result<()> {
+        let body = self.credentials.operation_body(op, node_id, false);
+        let used_token = body.lease_token.is_some();
+        match self.post(path, &body, timeout).await {
+            Err(Error::PermissionDenied(_))
+                if used_token && self.credentials.identity().is_some() =>
+            {
+                let body = self.credentials.operation_body(op, node_id, true);
+                self.post(path, &body, timeout).await.map(drop)
+            }
+            other => other.map(drop),
+        }
     }
 
     /// The base URL this client talks to.
@@ -86,11 +167,11 @@ impl IsekCenterRegistry {
         path: &str,
         body: &B,
         timeout: Duration,
-    ) -> Result<()> {
+    ) -> Result<serde_json::Value> {
         let url = format!("{}{}", self.config.url, path);
         let request = self.http.post(&url).json(body).timeout(timeout);
-        let _: Envelope<serde_json::Value> = self.send(&url, request).await?;
-        Ok(())
+        let envelope: Envelope<serde_json::Value> = self.send(&url, request).await?;
+        Ok(envelope.data)
     }
 
     /// Sends a request, maps transport failures and non-200 envelopes to [`Error`].
@@ -167,28 +248,29 @@ impl Registry for IsekCenterRegistry {
         port: u16,
         metadata: Metadata,
     ) -> Result<()> {
-        let body = RegisterRequest {
-            node_id: node_id.to_owned(),
-            host: host.to_owned(),
-            port,
-            metadata,
-        };
-        self.post(REGISTER_PATH, &body, self.config.timeout).await
+        let body = self
+            .credentials
+            .register_body(node_id, host, port, metadata);
+        let data = self.post(REGISTER_PATH, &body, self.config.timeout).await?;
+        if self.credentials.identity().is_some() {
+            let token = serde_json::from_value::<RegisterData>(data)
+                .ok()
+                .map(|d| d.lease_token);
+            self.credentials.set_token(node_id, token);
+        }
+        Ok(())
     }
 
     async fn lease_refresh(&self, node_id: &str) -> Result<()> {
-        let body = NodeIdRequest {
-            node_id: node_id.to_owned(),
-        };
-        self.post(RENEW_PATH, &body, self.config.renew_timeout)
+        self.operation(RENEW_PATH, RENEW_OP, node_id, self.config.renew_timeout)
             .await
     }
 
     async fn deregister_node(&self, node_id: &str) -> Result<()> {
-        let body = NodeIdRequest {
-            node_id: node_id.to_owned(),
-        };
-        self.post(DEREGISTER_PATH, &body, self.config.timeout).await
+        self.operation(DEREGISTER_PATH, DEREGISTER_OP, node_id, self.config.timeout)
+            .await?;
+        self.credentials.set_token(node_id, None);
+        Ok(())
     }
 
     async fn get_available_nodes(&self) -> Result<BTreeMap<String, NodeInfo>> {

@@ -11,6 +11,7 @@
 //! - [`memory`]: [`MemoryRegistry`], an in-process registry with real leases.
 //! - [`center`]: [`IsekCenterRegistry`], an HTTP client of an Isek Center (ours or the
 //!   original Python one).
+//! - [`credentials`]: what that client proves ownership with (identity, lease tokens).
 //! - [`changefeed`]: the client of the center's change stream (`GET /v1/watch`), behind
 //!   [`IsekCenterRegistry`]'s `watch_nodes`.
 //! - [`wire`]: the JSON formats of the Isek Center protocol, defined once and shared by
@@ -28,6 +29,7 @@
 
 pub mod canonical;
 pub mod center;
+pub mod credentials;
 pub mod changefeed;
 pub mod error;
 pub mod etcd;

@@ -7,8 +7,11 @@
 //! [--parent ID] [--identity KEYFILE]`, see [`crate::etcd`]). The two flags exclude
 //! each other; without either, `$ISEK_ETCD` or `$ISEK_CENTER` decides.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
-use isek::{IsekCenterRegistry, Registry};
+use isek::identity::NodeIdentity;
+use isek::{CenterConfig, IsekCenterRegistry, Registry};
 
 use crate::etcd::{CENTER_ENV, EtcdArgs, EtcdTarget};
 
@@ -23,6 +26,10 @@ pub struct BackendArgs {
     /// $ISEK_CENTER, else http://127.0.0.1:8088).
     #[arg(long, value_name = "URL")]
     pub center: Option<String>,
+    /// Center only: PEM file of a CA to trust for an https:// center (e.g. its
+    /// self-signed certificate), besides the system roots.
+    #[arg(long, value_name = "FILE", conflicts_with = "etcd")]
+    pub ca_file: Option<PathBuf>,
     /// The etcd backend's flags.
     #[command(flatten)]
     pub etcd: EtcdArgs,
@@ -52,16 +59,29 @@ impl BackendArgs {
         }
     }
 
-    /// The center client: `--center`, else `$ISEK_CENTER`, else the default.
+    /// The center client boxed as a registry.
     fn connect_center(&self) -> anyhow::Result<Box<dyn Registry>> {
+        Ok(Box::new(self.center_client()?))
+    }
+
+    /// The center client: `--center`, else `$ISEK_CENTER`, else the default; trusting
+    /// `--ca-file`; signing with `--identity` when given (registrations get a lease
+    /// token, renew/deregister from another process sign with the key).
+    pub fn center_client(&self) -> anyhow::Result<IsekCenterRegistry> {
         let url = self
             .center
             .clone()
             .or_else(|| env_var(CENTER_ENV))
             .unwrap_or_else(|| DEFAULT_CENTER.to_owned());
-        let client =
-            IsekCenterRegistry::new(&url).with_context(|| format!("cannot use center '{url}'"))?;
-        Ok(Box::new(client))
+        let mut config = CenterConfig::new(&url);
+        config.ca_file = self.ca_file.clone();
+        let mut client = IsekCenterRegistry::with_config(config)
+            .with_context(|| format!("cannot use center '{url}'"))?;
+        if let Some(path) = &self.etcd.identity {
+            let identity = NodeIdentity::load(path).context("cannot use --identity")?;
+            client = client.with_identity(identity);
+        }
+        Ok(client)
     }
 }
 

@@ -46,8 +46,9 @@ pub struct EtcdArgs {
     /// etcd only: the parent namespace; entries live at /ID/<node_id> [default: root].
     #[arg(long, value_name = "ID")]
     pub parent: Option<String>,
-    /// etcd only: the node's private key (PKCS#8 PEM, from `isek keygen`), which signs
-    /// its entry and proves it may renew or deregister it. Must exist.
+    /// The node's private key (PKCS#8 PEM, from `isek keygen`), which signs its entry
+    /// (etcd) or its registration (center) and proves it may renew or deregister it.
+    /// Must exist.
     #[arg(long, value_name = "KEYFILE")]
     pub identity: Option<PathBuf>,
     /// etcd only: lease length granted by `register` and `run`, in seconds
@@ -89,7 +90,6 @@ impl EtcdArgs {
         let Some(endpoints) = endpoints else {
             let stray: Vec<&str> = [
                 (self.parent.is_some(), "--parent"),
-                (self.identity.is_some(), "--identity"),
                 (self.lease_ttl.is_some(), "--lease-ttl"),
             ]
             .into_iter()
@@ -354,9 +354,10 @@ mod tests {
         given.parent = Some("p".into());
         given.identity = Some("k.pem".into());
         let error = given.target(true, env(&[])).unwrap_err().to_string();
+        // --identity also serves a center (signed registrations).
         assert_eq!(
             error,
-            "etcd-only flags without etcd: --parent, --identity (select etcd with --etcd ENDPOINTS or ISEK_ETCD)"
+            "etcd-only flags without etcd: --parent (select etcd with --etcd ENDPOINTS or ISEK_ETCD)"
         );
         assert!(args(Some(" , ")).target(false, env(&[])).is_err());
     }

@@ -81,6 +81,10 @@ enum Command {
         /// Id of the node.
         #[arg(long)]
         node_id: String,
+        /// Center only: deregister any node as the operator, with the admin token
+        /// read from this file (the center's --admin-token-file).
+        #[arg(long, value_name = "FILE", conflicts_with = "etcd")]
+        admin_token_file: Option<std::path::PathBuf>,
     },
     /// Register a node and keep it alive until SIGINT or SIGTERM, then deregister it.
     Run(run::RunArgs),
@@ -189,7 +193,24 @@ fn run(command: Command) -> anyhow::Result<()> {
             Command::Run(args) => run::run(args).await,
             Command::Watch(args) => watch::watch(args).await,
             Command::Keygen(args) => keygen::keygen(&args),
-            Command::Deregister { backend, node_id } => {
+            Command::Deregister {
+                backend,
+                node_id,
+                admin_token_file: Some(path),
+            } => {
+                let token = std::fs::read_to_string(&path).with_context(|| {
+                    format!("cannot read --admin-token-file {}", path.display())
+                })?;
+                backend
+                    .center_client()?
+                    .admin_deregister(&node_id, token.trim())
+                    .await?;
+                println!("{}", deregistered_message(&node_id));
+                Ok(())
+            }
+            Command::Deregister {
+                backend, node_id, ..
+            } => {
                 let registry = backend.connect_owner("deregister").await?;
                 registry.deregister_node(&node_id).await?;
                 println!("{}", deregistered_message(&node_id));

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use isek_center::ownership::Security;
 use isek_center::{Config, Limits};
 use tokio::net::TcpListener;
 
@@ -39,6 +40,56 @@ pub struct CenterArgs {
     /// Longest host, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_host_bytes)]
     max_host_bytes: usize,
+    /// Most nodes the center holds; registrations of new ids beyond it get 503.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_nodes: Option<u64>,
+    /// Refuse unsigned registrations (the original Python client's); by default they
+    /// are accepted but can never act on a node registered with a key.
+    #[arg(long)]
+    require_signatures: bool,
+    /// File holding the admin token that allows deregistering any node
+    /// (`Authorization: Bearer TOKEN`); else $ISEK_ADMIN_TOKEN; without either there
+    /// is no admin access. Never a command-line value: it would show in `ps`.
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// Environment variable holding the admin token when no --admin-token-file is given.
+const ADMIN_TOKEN_ENV: &str = "ISEK_ADMIN_TOKEN";
+
+/// The security settings of the flags and the environment.
+fn security(args: &CenterArgs) -> anyhow::Result<Security> {
+    let token = match &args.admin_token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --admin-token-file {}", path.display()))?,
+        ),
+        None => std::env::var(ADMIN_TOKEN_ENV).ok(),
+    };
+    let token = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty());
+    if args.admin_token_file.is_some() && token.is_none() {
+        anyhow::bail!("--admin-token-file is empty");
+    }
+    let mut security = Security {
+        require_signatures: args.require_signatures,
+        admin_token_hash: None,
+        max_nodes: args
+            .max_nodes
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+    };
+    if let Some(token) = token {
+        if token.len() < 16 {
+            tracing::warn!("the admin token is shorter than 16 characters");
+        }
+        security = security.with_admin_token(&token);
+    }
+    Ok(security)
 }
 
 /// Parses a positive number of seconds such as `30` or `1.5`.
@@ -64,6 +115,11 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
     let address = listener
         .local_addr()
         .context("cannot read the bound address")?;
+    // Read before `args` is taken apart: a bad token file fails before announcing.
+    let security = security(&args)?;
+    if args.tls_cert.is_some() || args.tls_key.is_some() {
+        anyhow::bail!("--tls-cert/--tls-key are not supported by this build yet");
+    }
     let data_dir = (!args.in_memory).then_some(args.data_dir);
     if let Some(dir) = &data_dir {
         // Fail before announcing the address when the store cannot live there.
@@ -79,6 +135,7 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
             max_node_id_bytes: args.max_node_id_bytes,
             max_host_bytes: args.max_host_bytes,
         },
+        security,
         ..Config::default()
     };
     match &data_dir {

@@ -1,0 +1,153 @@
+//! `isek` against a real `isek center` child with the security flags: signed
+//! registrations with `--identity`, renew/deregister from other processes (they sign),
+//! refusals without proof, `--admin-token-file`, `--require-signatures`, `--max-nodes`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod harness;
+
+use harness::{CenterProcess, failure, isek, success};
+
+/// `isek register` on `url` with extra flags.
+fn register(url: &str, id: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "register",
+        "--center",
+        url,
+        "--node-id",
+        id,
+        "--host",
+        "10.0.0.1",
+        "--port",
+        "9000",
+    ];
+    args.extend_from_slice(extra);
+    isek(&args)
+}
+
+#[test]
+fn identities_own_their_nodes_and_the_admin_token_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin.token");
+    std::fs::write(&admin, "a-long-enough-admin-token\n").unwrap();
+    let admin = admin.to_str().unwrap();
+    let center = CenterProcess::start(&["--in-memory", "--admin-token-file", admin]);
+    let url = center.url.as_str();
+    let key = dir.path().join("n.key.pem");
+    let key = key.to_str().unwrap();
+    success(&isek(&["keygen", "--out", key]));
+    let other = dir.path().join("other.key.pem");
+    let other = other.to_str().unwrap();
+    success(&isek(&["keygen", "--out", other]));
+
+    assert_eq!(
+        success(&register(url, "n", &["--identity", key])),
+        "Node 'n' registered successfully.\n"
+    );
+    // Without proof, or with another key: refused, one line, exit 1.
+    for args in [
+        vec!["renew", "--center", url, "--node-id", "n"],
+        vec!["deregister", "--center", url, "--node-id", "n"],
+        vec![
+            "renew",
+            "--center",
+            url,
+            "--node-id",
+            "n",
+            "--identity",
+            other,
+        ],
+        vec![
+            "deregister",
+            "--center",
+            url,
+            "--node-id",
+            "n",
+            "--identity",
+            other,
+        ],
+    ] {
+        let line = failure(&isek(&args), 1);
+        assert!(line.contains("permission denied"), "{line}");
+    }
+    let line = failure(&register(url, "n", &[]), 1);
+    assert!(line.contains("needs a signature"), "{line}");
+    let line = failure(&register(url, "n", &["--identity", other]), 1);
+    assert!(line.contains("another key"), "{line}");
+    // Another process with the key signs (it has no token).
+    assert_eq!(
+        success(&isek(&[
+            "renew",
+            "--center",
+            url,
+            "--node-id",
+            "n",
+            "--identity",
+            key
+        ])),
+        "Lease for node 'n' renewed successfully.\n"
+    );
+    // A wrong admin token is refused; the right one removes the node.
+    let wrong = dir.path().join("wrong.token");
+    std::fs::write(&wrong, "nope").unwrap();
+    let wrong = wrong.to_str().unwrap();
+    let line = failure(
+        &isek(&[
+            "deregister",
+            "--center",
+            url,
+            "--node-id",
+            "n",
+            "--admin-token-file",
+            wrong,
+        ]),
+        1,
+    );
+    assert!(line.contains("permission denied"), "{line}");
+    assert_eq!(
+        success(&isek(&[
+            "deregister",
+            "--center",
+            url,
+            "--node-id",
+            "n",
+            "--admin-token-file",
+            admin
+        ])),
+        "Node 'n' deregistered successfully.\n"
+    );
+    assert_eq!(
+        success(&isek(&["nodes", "--center", url])),
+        "No available nodes.\n"
+    );
+    // Signed deregistration by the owner from another process.
+    success(&register(url, "m", &["--identity", key]));
+    assert_eq!(
+        success(&isek(&[
+            "deregister",
+            "--center",
+            url,
+            "--node-id",
+            "m",
+            "--identity",
+            key
+        ])),
+        "Node 'm' deregistered successfully.\n"
+    );
+}
+
+#[test]
+fn require_signatures_and_max_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let center = CenterProcess::start(&["--in-memory", "--require-signatures", "--max-nodes", "1"]);
+    let url = center.url.as_str();
+    let line = failure(&register(url, "py", &[]), 1);
+    assert!(line.contains("requires signed registrations"), "{line}");
+    let key = dir.path().join("k.pem");
+    let key = key.to_str().unwrap();
+    success(&isek(&["keygen", "--out", key]));
+    success(&register(url, "a", &["--identity", key]));
+    let line = failure(&register(url, "b", &["--identity", key]), 1);
+    assert!(line.contains("center is full (1 nodes)"), "{line}");
+    success(&register(url, "a", &["--identity", key]));
+}

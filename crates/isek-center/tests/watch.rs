@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use futures::StreamExt;
 use isek::runtime::{PeerSource, PeerSync, PeerView, PeerViewConfig};
 use isek::{IsekCenterRegistry, Metadata, NodeEvent, NodeEventStream, NodeInfo, Registry};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -461,10 +463,12 @@ async fn converge(
     events
 }
 
-/// A TCP relay whose connections can be cut at will (the center keeps running).
+/// A TCP relay whose connections can be cut or frozen at will (the center keeps
+/// running).
 struct Relay {
     addr: SocketAddr,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Each open connection's task and its "frozen" flag.
+    connections: Arc<Mutex<Vec<(JoinHandle<()>, Arc<AtomicBool>)>>>,
     accept: JoinHandle<()>,
 }
 
@@ -472,16 +476,37 @@ impl Relay {
     async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let connections: Arc<Mutex<Vec<(JoinHandle<()>, Arc<AtomicBool>)>>> = Arc::default();
         let list = Arc::clone(&connections);
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let frozen = Arc::new(AtomicBool::new(false));
+                let flag = Arc::clone(&frozen);
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut in_read, mut in_write) = inbound.into_split();
+                    let (mut out_read, mut out_write) = outbound.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
+                    });
+                    // Down: stops forwarding (but keeps the connection open) once frozen.
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let Ok(n @ 1..) = out_read.read(&mut buf).await else {
+                            break;
+                        };
+                        if flag.load(Ordering::SeqCst) {
+                            std::future::pending::<()>().await;
+                        }
+                        if in_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
                     }
+                    up.abort();
                 });
-                list.lock().unwrap().push(task);
+                list.lock().unwrap().push((task, frozen));
             }
         });
         Self {
@@ -493,8 +518,16 @@ impl Relay {
 
     /// Drops every open connection.
     fn cut(&self) {
-        for task in self.connections.lock().unwrap().drain(..) {
+        for (task, _) in self.connections.lock().unwrap().drain(..) {
             task.abort();
+        }
+    }
+
+    /// Open connections stop forwarding to the client but stay open (a stalled
+    /// network path); new connections work.
+    fn freeze(&self) {
+        for (_, frozen) in self.connections.lock().unwrap().iter() {
+            frozen.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -544,14 +577,7 @@ async fn watch_nodes_resumes_after_a_cut_connection_without_loss_or_duplicate() 
         .unwrap();
     let events = converge(&mut stream, &mut view, &["b", "c", "d"]).await;
     // Resumed: only the missed changes, in order, no snapshot, no duplicate.
-    let kinds: Vec<(String, u64)> = events
-        .iter()
-        .map(|e| match e {
-            NodeEvent::Snapshot { revision, .. } => ("snapshot".to_owned(), *revision),
-            NodeEvent::Put { node, revision } => (format!("+{}", node.node_id), *revision),
-            NodeEvent::Delete { node_id, revision } => (format!("-{node_id}"), *revision),
-        })
-        .collect();
+    let kinds = summary(&events);
     let r = kinds[0].1;
     assert_eq!(
         kinds,
@@ -574,6 +600,49 @@ async fn watch_nodes_resumes_after_a_cut_connection_without_loss_or_duplicate() 
             })
             .collect::<BTreeMap<_, _>>()
     );
+}
+
+/// Names and revisions of events, for comparing histories.
+fn summary(events: &[NodeEvent]) -> Vec<(String, u64)> {
+    events
+        .iter()
+        .map(|e| match e {
+            NodeEvent::Snapshot { revision, .. } => ("snapshot".to_owned(), *revision),
+            NodeEvent::Put { node, revision } => (format!("+{}", node.node_id), *revision),
+            NodeEvent::Delete { node_id, revision } => (format!("-{node_id}"), *revision),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn watch_nodes_notices_a_silent_connection_and_resumes() {
+    // Keep-alives every 200 ms: a connection silent for 600 ms is dead.
+    let center = Served::start(config(30_000)).await;
+    let relay = Relay::start(center.addr).await;
+    let writer = registry(&center.url());
+    let watcher = registry(&format!("http://{}", relay.addr));
+    let mut stream = watcher
+        .watch_nodes()
+        .await
+        .unwrap()
+        .expect("a change stream");
+    let mut view = BTreeMap::new();
+    writer
+        .register_node("a", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    converge(&mut stream, &mut view, &["a"]).await;
+
+    relay.freeze();
+    writer
+        .register_node("b", "h", 2, Metadata::new())
+        .await
+        .unwrap();
+    writer.deregister_node("a").await.unwrap();
+    let events = converge(&mut stream, &mut view, &["b"]).await;
+    let seen = summary(&events);
+    let r = seen[0].1;
+    assert_eq!(seen, [("+b".to_owned(), r), ("-a".to_owned(), r + 1)]);
 }
 
 #[tokio::test]

@@ -463,12 +463,15 @@ async fn converge(
     events
 }
 
+/// Each open relay connection's task and its "frozen" flag.
+type Connections = Arc<Mutex<Vec<(JoinHandle<()>, Arc<AtomicBool>)>>>;
+
 /// A TCP relay whose connections can be cut or frozen at will (the center keeps
 /// running).
 struct Relay {
     addr: SocketAddr,
     /// Each open connection's task and its "frozen" flag.
-    connections: Arc<Mutex<Vec<(JoinHandle<()>, Arc<AtomicBool>)>>>,
+    connections: Connections,
     accept: JoinHandle<()>,
 }
 
@@ -476,7 +479,7 @@ impl Relay {
     async fn start(target: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let connections: Arc<Mutex<Vec<(JoinHandle<()>, Arc<AtomicBool>)>>> = Arc::default();
+        let connections: Connections = Arc::default();
         let list = Arc::clone(&connections);
         let accept = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
@@ -493,10 +496,7 @@ impl Relay {
                     });
                     // Down: stops forwarding (but keeps the connection open) once frozen.
                     let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let Ok(n @ 1..) = out_read.read(&mut buf).await else {
-                            break;
-                        };
+                    while let Ok(n @ 1..) = out_read.read(&mut buf).await {
                         if flag.load(Ordering::SeqCst) {
                             std::future::pending::<()>().await;
                         }

@@ -68,6 +68,11 @@ pub(crate) struct Feed {
     base: u64,
     /// Live watchers.
     live: broadcast::Sender<Change>,
+    /// The latest snapshot event and its revision: watchers connecting at the same
+    /// revision (a reconnection storm after a restart) share one rendering. Dropped at
+    /// the next change. (A node whose lease ran out but whose expiry is not logged yet
+    /// may still be in it: its `delete` follows, so snapshot plus changes stay exact.)
+    snapshot: Option<(u64, Bytes)>,
 }
 
 /// Why a watcher cannot resume where it asked to.
@@ -92,6 +97,19 @@ impl Feed {
             bytes: 0,
             base,
             live,
+            snapshot: None,
+        }
+    }
+
+    /// The snapshot event at `revision`, rendered by `render` unless already cached.
+    pub fn snapshot(&mut self, revision: u64, render: impl FnOnce() -> Bytes) -> Bytes {
+        match &self.snapshot {
+            Some((cached, frame)) if *cached == revision => frame.clone(),
+            _ => {
+                let frame = render();
+                self.snapshot = Some((revision, frame.clone()));
+                frame
+            }
         }
     }
 
@@ -118,6 +136,7 @@ impl Feed {
     /// Appends to the history (dropping the oldest beyond capacity) and broadcasts.
     fn push(&mut self, revision: u64, frame: Bytes) {
         let change = Change { revision, frame };
+        self.snapshot = None;
         self.history.push_back(change.clone());
         self.bytes += change.frame.len();
         while self.history.len() > self.capacity || self.bytes > self.max_bytes {

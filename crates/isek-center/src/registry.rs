@@ -393,17 +393,24 @@ impl Center {
         let now = Instant::now();
         let core = &self.inner.core;
         let keepalive = self.inner.config.watch_keepalive;
-        let state = core.lock();
+        let mut state = core.lock();
         let hello = crate::feed::hello_frame(core.epoch, state.revision, keepalive);
         match since {
-            None => Ok(WatchStart {
-                initial: vec![
-                    hello,
-                    crate::feed::snapshot_frame(&state.leases, state.revision, now),
-                ],
-                live: state.feed.subscribe(),
-                after: state.revision,
-            }),
+            None => {
+                let State {
+                    leases,
+                    revision,
+                    feed,
+                } = &mut *state;
+                let snapshot = feed.snapshot(*revision, || {
+                    crate::feed::snapshot_frame(leases, *revision, now)
+                });
+                Ok(WatchStart {
+                    initial: vec![hello, snapshot],
+                    live: feed.subscribe(),
+                    after: *revision,
+                })
+            }
             Some((_, Some(epoch))) if epoch != core.epoch => Err(Resync {
                 revision: state.revision,
                 message: format!(

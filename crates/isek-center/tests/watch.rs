@@ -754,3 +754,76 @@ async fn two_centers_cannot_share_a_data_dir() {
     let third = isek_center::Center::start(config).await.unwrap();
     third.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn watchers_joining_during_churn_each_see_a_gapless_history_that_ends_in_the_truth() {
+    let center = Served::start(config(30_000)).await;
+    let url = center.url();
+    let client = registry(&url);
+    // Churn: 8 writers registering, re-registering and deregistering 40 ids.
+    let churn = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            futures::stream::iter(0..400u32)
+                .for_each_concurrent(8, |i| {
+                    let client = client.clone();
+                    async move {
+                        let id = format!("n{}", i % 40);
+                        if i % 3 == 2 {
+                            // NotFound when it is already gone: fine.
+                            let _ = client.deregister_node(&id).await;
+                        } else {
+                            let port = u16::try_from(1000 + i).unwrap();
+                            client
+                                .register_node(&id, "h", port, Metadata::new())
+                                .await
+                                .unwrap();
+                        }
+                    }
+                })
+                .await;
+        })
+    };
+    // Watchers join at different moments of the churn.
+    let mut watchers = Vec::new();
+    for k in 0..5u64 {
+        tokio::time::sleep(Duration::from_millis(20 * k)).await;
+        watchers.push(
+            client
+                .watch_nodes()
+                .await
+                .unwrap()
+                .expect("a change stream"),
+        );
+    }
+    churn.await.unwrap();
+    let final_revision = list(&url).await["data"]["revision"].as_u64().unwrap();
+    let truth: Vec<String> = client
+        .get_available_nodes()
+        .await
+        .unwrap()
+        .into_keys()
+        .collect();
+    let truth: Vec<&str> = truth.iter().map(String::as_str).collect();
+    for mut stream in watchers {
+        let mut view = BTreeMap::new();
+        let mut revision = None;
+        // Read until the watcher has reached the final revision.
+        while revision != Some(final_revision) {
+            let event = tokio::time::timeout(DEADLINE, stream.next())
+                .await
+                .expect("the watcher reaches the final revision")
+                .unwrap()
+                .unwrap();
+            match (&event, revision) {
+                (NodeEvent::Snapshot { .. }, None) => {}
+                (NodeEvent::Snapshot { .. }, Some(_)) => panic!("no resync expected"),
+                (_, None) => panic!("a snapshot comes first"),
+                (_, Some(r)) => assert_eq!(event.revision(), r + 1, "no gap, no duplicate"),
+            }
+            revision = Some(event.revision());
+            apply(&mut view, &event);
+        }
+        assert_eq!(view.keys().map(String::as_str).collect::<Vec<_>>(), truth);
+    }
+}

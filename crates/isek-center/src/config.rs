@@ -23,6 +23,10 @@ pub struct Config {
     /// Who may act on nodes: signatures required or not, the admin token, the node
     /// cap (see [`crate::ownership`]).
     pub security: crate::ownership::Security,
+    /// Serve HTTPS with these files; `None`: plain HTTP.
+    pub tls: Option<crate::transport::TlsFiles>,
+    /// Time limits on connections (slow or half-open clients).
+    pub timeouts: crate::transport::Timeouts,
     /// Oldest a cached `available_nodes` body may be before it is rebuilt, which bounds
     /// how far its `expires_at` values lag behind renewals.
     pub snapshot_max_age: Duration,
@@ -53,6 +57,8 @@ impl Default for Config {
             lease_ttl: DEFAULT_LEASE_TTL,
             limits: Limits::default(),
             security: crate::ownership::Security::default(),
+            tls: None,
+            timeouts: crate::transport::Timeouts::default(),
             snapshot_max_age: Duration::from_secs(1),
             write_queue: 16_384,
             max_batch: 8_192,

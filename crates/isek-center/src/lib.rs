@@ -29,6 +29,8 @@
 //! - `snapshot`: the cached, lazily rebuilt `available_nodes` body.
 //! - [`ownership`]: who may renew, overwrite or deregister a node (signed
 //!   registrations, lease tokens, signed operations, admin token, node cap).
+//! - [`transport`]: the accept loop: plain HTTP or HTTPS (rustls), header-read,
+//!   request and handshake timeouts, graceful shutdown.
 //! - [`config`]: [`Config`] and [`Limits`]; [`error`]: [`Error`].
 //!
 //! Invariants: a register or deregister is answered only after its commit is durable
@@ -50,6 +52,7 @@ pub mod request;
 pub mod server;
 mod snapshot;
 pub mod store;
+pub mod transport;
 pub mod writer;
 
 pub use config::{Config, DEFAULT_LEASE_TTL, Limits};

@@ -7,7 +7,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::registry::Center;
 
 /// Starts a center (store opened and loaded, writer and reaper running) and returns
@@ -24,6 +24,13 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // Certificate problems are configuration errors, found before the store opens.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|files| crate::transport::tls_acceptor(&files.cert, &files.key))
+        .transpose()?;
+    let timeouts = config.timeouts;
     let (router, center) = app(config).await?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "isek center listening");
@@ -35,10 +42,7 @@ pub async fn run(
         shutdown.await;
         watched.close_watchers();
     };
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Io);
+    let served = crate::transport::serve(listener, router, tls, timeouts, shutdown).await;
     tracing::info!("no longer accepting; closing the store");
     let closed = center.shutdown().await;
     served.and(closed)

@@ -16,7 +16,7 @@
 //!   with its own backoff.
 //!
 //! A center without the endpoint (the original Python one answers 404) makes
-//! [`open`] return `Ok(None)`, so the caller polls instead.
+//! `watch_nodes` return `Ok(None)`, so the caller polls instead.
 //!
 //! SSE is parsed here by hand: the center writes `event:`, `id:`, `data:` lines and
 //! `:` comments, one JSON object per `data:` line.

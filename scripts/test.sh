@@ -35,13 +35,14 @@ step "$current"
 cargo clippy --workspace --all-targets -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
-    current="cargo nextest run --workspace"
-    step "$current"
-    cargo nextest run --workspace --no-fail-fast
-    # nextest does not run doc tests.
+    # nextest does not run doc tests; run them first so nextest's summary of every
+    # test is the closing line.
     current="cargo test --workspace --doc"
     step "$current"
     cargo test --workspace --doc
+    current="cargo nextest run --workspace"
+    step "$current"
+    cargo nextest run --workspace --no-fail-fast
 else
     current="cargo test --workspace"
     step "$current"

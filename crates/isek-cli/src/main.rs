@@ -121,7 +121,9 @@ fn main() -> ExitCode {
         // Their stdout lines already report every retry and failure; stderr is left
         // to the final error line.
         Command::Run(_) | Command::Watch(_) => "off",
-        _ => "warn",
+        // The TLS verifier logs an ERROR for an untrusted certificate that the
+        // error line reports anyway.
+        _ => "warn,rustls_platform_verifier=off",
     });
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,

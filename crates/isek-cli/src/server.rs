@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use isek_center::ownership::Security;
+use isek_center::transport::TlsFiles;
 use isek_center::{Config, Limits};
 use tokio::net::TcpListener;
 
@@ -117,9 +118,15 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
     // Read before `args` is taken apart: a bad token file fails before announcing.
     let security = security(&args)?;
-    if args.tls_cert.is_some() || args.tls_key.is_some() {
-        anyhow::bail!("--tls-cert/--tls-key are not supported by this build yet");
-    }
+    let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
+        (Some(cert), Some(key)) => {
+            // Fail before announcing the address when the files are unusable.
+            isek_center::transport::tls_acceptor(&cert, &key).context("cannot serve HTTPS")?;
+            Some(TlsFiles { cert, key })
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let data_dir = (!args.in_memory).then_some(args.data_dir);
     if let Some(dir) = &data_dir {
         // Fail before announcing the address when the store cannot live there.
@@ -136,6 +143,7 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
             max_host_bytes: args.max_host_bytes,
         },
         security,
+        tls,
         ..Config::default()
     };
     match &data_dir {
@@ -144,7 +152,7 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
         }
         None => tracing::info!(store = "memory", lease_ttl = ?args.lease_ttl, "starting"),
     }
-    println!("isek center listening on http://{address}");
+    println!("isek center listening on {scheme}://{address}");
     isek_center::run(listener, config, shutdown)
         .await
         .context("the center stopped with an error")?;

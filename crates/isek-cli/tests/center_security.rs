@@ -151,3 +151,49 @@ fn require_signatures_and_max_nodes() {
     assert!(line.contains("center is full (1 nodes)"), "{line}");
     success(&register(url, "a", &["--identity", key]));
 }
+
+#[test]
+fn https_center_and_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let center = CenterProcess::start(&["--in-memory", "--tls-cert", cert, "--tls-key", key]);
+    let port = center.url.rsplit(':').next().unwrap();
+    assert!(center.url.starts_with("https://"), "{}", center.url);
+    let url = format!("https://localhost:{port}");
+    let url = url.as_str();
+    let line = failure(&register(url, "n", &[]), 1);
+    assert!(line.contains("unavailable"), "{line}");
+    assert_eq!(
+        success(&register(url, "n", &["--ca-file", cert])),
+        "Node 'n' registered successfully.\n"
+    );
+    let out = success(&isek(&[
+        "nodes",
+        "--center",
+        url,
+        "--ca-file",
+        cert,
+        "--json",
+    ]));
+    assert!(out.contains("\"n\""), "{out}");
+    // Unusable TLS files fail at start with one line.
+    let line = failure(
+        &isek(&[
+            "center",
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--tls-cert",
+            key,
+            "--tls-key",
+            key,
+        ]),
+        1,
+    );
+    assert!(line.contains("cannot serve HTTPS"), "{line}");
+}

@@ -13,6 +13,7 @@
 //!   answers.
 //! - [`request`]: parsing and validating bodies, with the original's messages and a
 //!   field-naming 400 where the original accepted bad input.
+//! - [`body`]: strict JSON parsing of bodies (duplicate keys refused at any depth).
 //! - [`json`]: JSON text byte-compatible with Flask's `jsonify`.
 //! - [`registry`]: [`Center`], the shared core: register/deregister go through the
 //!   writer, renew touches only the lease table, listing reads the snapshot.
@@ -39,6 +40,7 @@
 //! is held across an `.await`.
 
 pub mod api;
+pub mod body;
 pub mod config;
 pub mod dirlock;
 pub mod error;

@@ -82,7 +82,8 @@ pub fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Valu
             "Content-Type must be 'application/json'.",
         ));
     }
-    let value: Value = serde_json::from_slice(body)
+    // Strict: a key repeated in any object is refused (see `crate::body`).
+    let value: Value = crate::body::parse_value(body)
         .map_err(|e| Rejection::bad_request(format!("Request body is not valid JSON: {e}.")))?;
     if is_falsy(&value) {
         return Err(Rejection::bad_request(BODY_MUST_BE_JSON_MESSAGE));

@@ -798,3 +798,22 @@ async fn slow_clients_are_cut_off() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("{\"code\":408,"), "{text}");
 }
+
+#[tokio::test]
+async fn duplicate_keys_are_refused_at_any_depth() {
+    let s = Scene::new().await;
+    // A signed node cannot be confused by a body with two node ids or two tokens.
+    let two_ids = format!(
+        r#"{{"node_id":"other","node_id":"victim","lease_token":"{}"}}"#,
+        s.token
+    );
+    s.c.post(DEREGISTER, &two_ids)
+        .await
+        .assert_bad_request_naming("duplicate key 'node_id'");
+    let nested = r#"{"node_id":"n","host":"h","port":1,"metadata":{"a":{"b":1,"b":2}}}"#;
+    s.c.post(REGISTER, nested)
+        .await
+        .assert_bad_request_naming("duplicate key 'b'");
+    s.assert_unchanged("duplicate keys").await;
+    assert_eq!(s.c.listed_ids().await, vec!["victim".to_owned()]);
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Compatibility check with the original Python ISEK client (not part of test.sh: it
-# needs PyPI). Installs isek 0.2.1 (without its heavy dependencies) and requests in a
+# Compatibility check with the original Python ISEK client (scripts/test.sh runs it;
+# it needs PyPI). Installs isek 0.2.1 (without its heavy dependencies) and requests in a
 # throwaway virtualenv, starts `isek center --in-memory` on a free port, and runs
 # scripts/python_compat.py against it.
 set -euo pipefail
@@ -21,11 +21,22 @@ if ! python3 -m venv "$work/venv" >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
     python3 -m venv "$work/venv"
 fi
-"$work/venv/bin/pip" install --quiet --no-deps isek==0.2.1
-"$work/venv/bin/pip" install --quiet requests
+# Exit 3 (not 1) when PyPI cannot be reached, so scripts/test.sh can tell "could not
+# check" from "incompatible".
+if ! "$work/venv/bin/pip" install --quiet --no-deps isek==0.2.1 ||
+    ! "$work/venv/bin/pip" install --quiet requests; then
+    echo "python-compat: SKIPPED: could not install isek 0.2.1 from PyPI" >&2
+    exit 3
+fi
 
-cargo build --release -p isek-cli
-target/release/isek center --listen 127.0.0.1:0 --in-memory >"$work/center.out" 2>"$work/center.err" &
+# ISEK_PROFILE=debug reuses the test build (scripts/test.sh); release by default.
+profile=${ISEK_PROFILE:-release}
+if [ "$profile" = release ]; then
+    cargo build --release -p isek-cli
+else
+    cargo build -p isek-cli
+fi
+"target/$profile/isek" center --listen 127.0.0.1:0 --in-memory >"$work/center.out" 2>"$work/center.err" &
 center_pid=$!
 for _ in $(seq 100); do
     grep -q "listening on" "$work/center.out" 2>/dev/null && break

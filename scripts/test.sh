@@ -34,6 +34,14 @@ current="cargo clippy --workspace --all-targets -- -D warnings"
 step "$current"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The original Python client (isek 0.2.1 from PyPI), unchanged, against our center.
+current="scripts/python-compat.sh"
+step "$current"
+ISEK_PROFILE=debug bash scripts/python-compat.sh || {
+    status=$?
+    [ "$status" -eq 3 ] || exit "$status"
+}
+
 if cargo nextest --version >/dev/null 2>&1; then
     # nextest does not run doc tests; run them first so nextest's summary of every
     # test is the closing line.

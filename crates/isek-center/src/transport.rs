@@ -49,7 +49,11 @@ pub struct TlsFiles {
 pub struct Timeouts {
     /// Longest a TLS handshake may take.
     pub handshake: Duration,
-    /// Longest a client may take to send a request's headers (HTTP/1).
+    /// Longest a client may take to send a request's headers (HTTP/1). hyper starts
+    /// this timer whenever it waits for a request head, so it is also the idle limit
+    /// of a keep-alive connection: keep it above clients' pool idle time (the Rust
+    /// client's is 20 s), or a request sent as the server closes the idle connection
+    /// fails.
     pub header_read: Duration,
     /// Longest a request may take to be answered, its body read included.
     pub request: Duration,
@@ -61,7 +65,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             handshake: Duration::from_secs(10),
-            header_read: Duration::from_secs(10),
+            header_read: Duration::from_secs(30),
             request: Duration::from_secs(30),
             drain: Duration::from_secs(10),
         }

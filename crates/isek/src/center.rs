@@ -81,7 +81,9 @@ impl IsekCenterRegistry {
         config.url = trimmed;
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60));
+            // Below the center's 30 s idle cut (its header-read timeout), so a pooled
+            // connection is never reused just as the center closes it.
+            .pool_idle_timeout(Duration::from_secs(20));
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path).map_err(|e| {
                 Error::InvalidArgument(format!("cannot read CA file {}: {e}", path.display()))

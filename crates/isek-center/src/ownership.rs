@@ -16,6 +16,14 @@
 //! - [`Guard::Admin`]: the operator (admin token) or in-process callers.
 //!
 //! Refusals are [`Refusal`]s: a status and a message naming the missing proof.
+//!
+//! Known limits: a registration signature covers only `node_info` (it is the etcd
+//! entry's signature, which has no timestamp), so whoever holds a copy of a signed
+//! registration (read from etcd, or from plain-HTTP traffic) can replay it: that
+//! re-registers the same content and yields a fresh lease token, or restores an older
+//! address of the node. Signed renew/deregister are replay-proof (window + strictly
+//! increasing timestamps), but the last accepted timestamp lives in memory only, so
+//! after a restart a signature captured in the 30 s before it can be replayed once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

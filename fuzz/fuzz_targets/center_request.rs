@@ -12,6 +12,10 @@
 //!   `lease_token`/`signature` on renew and deregister) get a 200, 400, 403 or 404,
 //!   and a signed registration never succeeds: the fuzzer cannot sign, so a 200
 //!   there would be a forgery;
+//! - the strict body parser (`isek_center::body::parse_value`) agrees with
+//!   `serde_json` on every body: same value when the JSON has no repeated key, an
+//!   error when it has one (keys compared after unescaping, at any depth) or is not
+//!   JSON;
 //! - an accepted registration is stored exactly as parsed, its metadata is stored as
 //!   JSON that reads back to the metadata sent, and `available_nodes` lists it with
 //!   the same host, port and metadata.
@@ -173,10 +177,92 @@ fn check_registered(harness: &Harness, registration: &Registration, body: &Map<S
     assert!(node["expires_at"].is_f64(), "listing: {listing}");
 }
 
+/// Whether a JSON document repeats a key within one object, at any depth: an
+/// independent reference for the strict parser, built on `serde_json`'s own reader.
+struct Duplicates(bool);
+
+impl<'de> serde::Deserialize<'de> for Duplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Walk;
+        impl<'de> serde::de::Visitor<'de> for Walk {
+            type Value = Duplicates;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Duplicates, E> {
+                Ok(Duplicates(false))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Duplicates, E> {
+                Ok(Duplicates(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Duplicates, E> {
+                Ok(Duplicates(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Duplicates, E> {
+                Ok(Duplicates(false))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Duplicates, E> {
+                Ok(Duplicates(false))
+            }
+            fn visit_unit<E>(self) -> Result<Duplicates, E> {
+                Ok(Duplicates(false))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Duplicates, A::Error> {
+                let mut found = false;
+                while let Some(Duplicates(d)) = seq.next_element()? {
+                    found |= d;
+                }
+                Ok(Duplicates(found))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Duplicates, A::Error> {
+                let mut keys = std::collections::HashSet::new();
+                let mut found = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    found |= !keys.insert(key);
+                    let Duplicates(d) = map.next_value()?;
+                    found |= d;
+                }
+                Ok(Duplicates(found))
+            }
+        }
+        deserializer.deserialize_any(Walk)
+    }
+}
+
+/// The strict parser against `serde_json` plus [`Duplicates`].
+fn check_strict_parser(body: &[u8]) {
+    let strict = isek_center::body::parse_value(body);
+    let text = String::from_utf8_lossy(body);
+    match serde_json::from_slice::<Value>(body) {
+        Err(_) => assert!(
+            strict.is_err(),
+            "strict parser accepted invalid JSON: {text:?}"
+        ),
+        Ok(value) => {
+            let repeated = serde_json::from_slice::<Duplicates>(body)
+                .unwrap_or_else(|e| panic!("reference walk failed ({e}) on JSON {text:?}"))
+                .0;
+            match strict {
+                Ok(_) if repeated => panic!("repeated key accepted: {text:?}"),
+                Ok(parsed) => assert_eq!(parsed, value, "strict parser disagrees: {text:?}"),
+                Err(e) if !repeated => panic!("valid JSON refused ({e}): {text:?}"),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some(request) = FuzzRequest::decode(data) else {
         return;
     };
+    check_strict_parser(request.body);
     let harness = Harness::get();
     let http = request.to_http();
     let expect = expected(harness, &request, http.headers());

@@ -66,14 +66,14 @@ async fn main() {
             println!("round {round} {name:>8}: {rate:>8.0} renews/s");
         }
     }
-    // Signed renews: one signature verification each (timestamps must increase per
-    // node, so each node is renewed at most once per second: use many nodes).
+    // Signed renews: one signature verification each (timestamps, Unix ms, must
+    // increase per node: `next_timestamp` does that within a process).
     let started = Instant::now();
     let mut done = 0u64;
-    let now = isek_center::ownership::unix_now();
     for i in 0..NODES.min(300) {
         let id = format!("signed-{i}");
-        let body = ProofRequest::signed(&key, RENEW_OP, &id, now + 1);
+        let timestamp = isek::wire::proof::next_timestamp();
+        let body = ProofRequest::signed(&key, RENEW_OP, &id, timestamp);
         let status = http.post(&renew).json(&body).send().await.unwrap().status();
         assert_eq!(status, 200);
         done += 1;

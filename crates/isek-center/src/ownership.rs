@@ -1,8 +1,8 @@
 //! Ownership of nodes: who may renew, overwrite or deregister a registration.
 //!
 //! A node registered with a signature (see [`isek::wire::proof`]) has an [`Owner`]:
-//! its public key, the SHA-256 of the lease token handed to the registrant, and the
-//! newest signed-operation timestamp accepted for it. While it is alive, every act on
+//! its public key and the SHA-256 of the lease token handed to the registrant. While
+//! it is alive, every act on
 //! it must carry a proof, expressed as a [`Guard`] that the store writer checks
 //! against the node's current owner at decision time (so a check and the write it
 //! allows cannot be separated by another write):
@@ -10,24 +10,25 @@
 //! - [`Guard::Token`]: the hash of a presented lease token (cheap: no signature);
 //! - [`Guard::Key`]: a key whose signature the handler already verified (and, for
 //!   renew/deregister, whose timestamp it accepted: inside the window, newer than the
-//!   last one);
+//!   last one; a registration's op-proof timestamp is accepted by the writer, once the
+//!   ownership check passed, so a refused registration consumes nothing);
 //! - [`Guard::Unsigned`]: no proof at all (the original protocol) — allowed only on
 //!   nodes that have no owner;
 //! - [`Guard::Admin`]: the operator (admin token) or in-process callers.
 //!
 //! Refusals are [`Refusal`]s: a status and a message naming the missing proof.
 //!
-//! Known limits: a registration signature covers only `node_info` (it is the etcd
-//! entry's signature, which has no timestamp), so whoever holds a copy of a signed
-//! registration (read from etcd, or from plain-HTTP traffic) can replay it: that
-//! re-registers the same content and yields a fresh lease token, or restores an older
-//! address of the node. Signed renew/deregister are replay-proof (window + strictly
-//! increasing timestamps), but the last accepted timestamp lives in memory only, so
-//! after a restart a signature captured in the 30 s before it can be replayed once.
+//! Replay: the registration signature covers only `node_info` (it is the etcd entry's
+//! signature, which has no timestamp), so a signed registration also carries an op
+//! proof (`timestamp`, `op_signature` over `{"node_id", "op": "register",
+//! "timestamp"}`). Every signed op's timestamp (Unix ms) goes through [`Horizons`]:
+//! within the window of the center's clock, newer than the last one accepted for the
+//! node id (kept after the node is deregistered or expired, for as long as it can
+//! matter), and newer than the center's start (see [`Horizons::new`] for why that
+//! replaces persisting the timestamps).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
@@ -35,7 +36,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use isek::canonical::write_str;
 use isek::identity::{PublicKey, Signature, SignatureAlg};
 use isek::wire::proof::{ADMIN_AUTH_SCHEME, DEREGISTER_OP, RENEW_OP, operation_bytes};
-use isek::wire::proof::{TIMESTAMP_WINDOW_SECS, registration_bytes, registration_node_info};
+use isek::wire::proof::{REGISTER_OP, TIMESTAMP_WINDOW_MS, unix_millis};
+use isek::wire::proof::{registration_bytes, registration_node_info};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -49,7 +51,7 @@ use crate::writer::{WriteError, WriteOp};
 const TOKEN_BYTES: usize = 32;
 
 /// The owner of a signed registration.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Owner {
     /// The key that signed the registration; renew/deregister signatures must verify
     /// with it and re-registrations must be signed by it.
@@ -57,27 +59,12 @@ pub struct Owner {
     /// SHA-256 of the lease token given to the registrant (`None` when unknown, e.g.
     /// a store row without one): the token itself is never kept.
     token_hash: Option<[u8; 32]>,
-    /// Newest timestamp (Unix seconds) of an accepted signed operation, so a captured
-    /// signature cannot be replayed.
-    last_timestamp: AtomicU64,
 }
-
-impl PartialEq for Owner {
-    fn eq(&self, other: &Self) -> bool {
-        self.key == other.key && self.token_hash == other.token_hash
-    }
-}
-
-impl Eq for Owner {}
 
 impl Owner {
     /// An owner with `key` and the hash of its lease token.
     pub fn new(key: PublicKey, token_hash: Option<[u8; 32]>) -> Self {
-        Self {
-            key,
-            token_hash,
-            last_timestamp: AtomicU64::new(0),
-        }
+        Self { key, token_hash }
     }
 
     /// The owner's public key.
@@ -89,37 +76,138 @@ impl Owner {
     pub fn token_hash(&self) -> Option<&[u8; 32]> {
         self.token_hash.as_ref()
     }
+}
 
-    /// Newest accepted signed-operation timestamp.
-    pub fn last_timestamp(&self) -> u64 {
-        self.last_timestamp.load(Ordering::Acquire)
+/// Most node ids [`Horizons`] remembers (about 100 MiB at worst); past half of it after
+/// pruning, it forgets them all and raises its floor instead.
+const MAX_HORIZONS: usize = 1 << 20;
+
+/// Fewest entries before [`Horizons`] prunes (amortizes the walk).
+const MIN_PRUNE_AT: usize = 1024;
+
+/// The replay horizon of signed operations: per node id, the newest timestamp accepted
+/// by any signed op (register, renew, deregister), whether the node is still live or
+/// not, so a captured registration or signature cannot be replayed after its node was
+/// deregistered or expired either. An entry matters only while its timestamp is inside
+/// the window (an older timestamp is refused as stale anyway), so entries older than
+/// the window are pruned and the table holds at most the ids signed for in the last
+/// window.
+#[derive(Debug)]
+pub struct Horizons {
+    /// The table, behind a lock held for one hash lookup (and, rarely, a prune).
+    state: Mutex<HorizonState>,
+}
+
+/// The mutable part of [`Horizons`].
+#[derive(Debug)]
+struct HorizonState {
+    /// Newest accepted timestamp (Unix ms) per node id.
+    last: HashMap<Box<str>, u64>,
+    /// Every timestamp at or below it is refused, for every id: the center's start,
+    /// raised when the table overflowed and was forgotten.
+    floor: u64,
+    /// Table size at which the next prune runs.
+    prune_at: usize,
+}
+
+impl Horizons {
+    /// A horizon refusing every timestamp up to `floor` (the center's start, Unix ms).
+    ///
+    /// Why a start-time floor instead of persisting accepted timestamps: persisting
+    /// would cost a store write (an fsync) per signed renew, which otherwise never
+    /// touches the store, while the floor costs nothing and covers every node id, also
+    /// those deregistered just before the restart (no longer in the store). Every
+    /// signature accepted before the restart was made before the start by a client
+    /// whose clock is not ahead of the center's, so it is refused after it. Price: a
+    /// client whose clock is behind the center's by d gets its signed ops refused for d
+    /// after a restart (it signs afresh and retries); residual hole: a client clock
+    /// *ahead* by d (at most the 30 s window) leaves its last d of pre-restart
+    /// signatures replayable once right after a restart that follows within d.
+    pub fn new(floor: u64) -> Self {
+        Self {
+            state: Mutex::new(HorizonState {
+                last: HashMap::new(),
+                floor,
+                prune_at: MIN_PRUNE_AT,
+            }),
+        }
     }
 
-    /// Carries the replay horizon over from a previous registration by the same key.
-    pub fn inherit_timestamp(&self, previous: &Owner) {
-        self.last_timestamp
-            .fetch_max(previous.last_timestamp(), Ordering::AcqRel);
-    }
-
-    /// Accepts `timestamp` if it is within the window of `now` and newer than every
-    /// timestamp accepted before (atomically: two concurrent uses of one signature
-    /// cannot both pass).
-    pub fn accept_timestamp(&self, timestamp: u64, now: u64) -> Result<(), Refusal> {
-        if timestamp.abs_diff(now) > TIMESTAMP_WINDOW_SECS {
+    /// Accepts `timestamp` (Unix ms) for a signed op on `id` if it is within the window
+    /// of `now`, newer than the floor and newer than every timestamp accepted for `id`
+    /// before (atomically: two concurrent uses of one signature cannot both pass).
+    pub fn accept(&self, id: &str, timestamp: u64, now: u64) -> Result<(), Refusal> {
+        if timestamp.abs_diff(now) > TIMESTAMP_WINDOW_MS {
+            let hint = if timestamp < 100_000_000_000 {
+                " (timestamps are Unix milliseconds)"
+            } else {
+                ""
+            };
             return Err(Refusal::forbidden(format!(
-                "The signed timestamp {timestamp} is more than {TIMESTAMP_WINDOW_SECS} s from the center's clock ({now})."
+                "The signed timestamp {timestamp} is more than {TIMESTAMP_WINDOW_MS} ms from the center's clock ({now}){hint}."
             )));
         }
-        self.last_timestamp
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                (timestamp > last).then_some(timestamp)
-            })
-            .map(|_| ())
-            .map_err(|last| {
-                Refusal::forbidden(format!(
-                    "The signed timestamp {timestamp} is not newer than the last accepted one ({last}): replayed signature."
-                ))
-            })
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if timestamp <= state.floor {
+            return Err(Refusal::forbidden(format!(
+                "The signed timestamp {timestamp} is not newer than {}: signatures made before this center started are refused; sign afresh.",
+                state.floor
+            )));
+        }
+        match state.last.get_mut(id) {
+            Some(last) if timestamp <= *last => Err(Refusal::forbidden(format!(
+                "The signed timestamp {timestamp} is not newer than the last accepted one ({last}) for node '{id}': replayed signature."
+            ))),
+            Some(last) => {
+                *last = timestamp;
+                Ok(())
+            }
+            None => {
+                state.last.insert(Box::from(id), timestamp);
+                if state.last.len() >= state.prune_at {
+                    state.prune(now);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The newest timestamp accepted for `id`, if it is remembered.
+    pub fn last(&self, id: &str) -> Option<u64> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.last.get(id).copied()
+    }
+
+    /// Number of node ids remembered.
+    pub fn len(&self) -> usize {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.last.len()
+    }
+
+    /// Whether no node id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl HorizonState {
+    /// Drops entries too old to matter; if more than half the cap is still left (that
+    /// many ids signed within one window), forgets them all and raises the floor to
+    /// the newest of them: conservative, it may refuse fresh ops, never admit a replay.
+    fn prune(&mut self, now: u64) {
+        let oldest_useful = now.saturating_sub(TIMESTAMP_WINDOW_MS);
+        self.last.retain(|_, last| *last >= oldest_useful);
+        if self.last.len() > MAX_HORIZONS / 2 {
+            let newest = self.last.values().copied().max().unwrap_or(0);
+            tracing::warn!(
+                ids = self.last.len(),
+                floor = newest,
+                "too many node ids signed within one window: replay horizon collapsed to a floor"
+            );
+            self.floor = self.floor.max(newest);
+            self.last = HashMap::new();
+        }
+        self.prune_at = (self.last.len() * 2).max(MIN_PRUNE_AT);
     }
 }
 
@@ -232,12 +320,9 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Unix seconds now (0 if the clock is before 1970).
+/// Unix milliseconds now, the unit of signed timestamps (0 before 1970).
 pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    unix_millis()
 }
 
 /// The proof a renew or deregister body carries.
@@ -253,7 +338,7 @@ pub enum Proof {
         signature: Signature,
         /// Its hash algorithm.
         alg: SignatureAlg,
-        /// Unix seconds it claims to be made at.
+        /// Unix milliseconds it claims to be made at.
         timestamp: u64,
     },
 }
@@ -283,6 +368,17 @@ fn alg_of(body: &Map<String, Value>) -> Result<SignatureAlg, Rejection> {
     })
 }
 
+/// The `timestamp` of a body: absent/null => `None`, not a non-negative integer => 400.
+fn timestamp_of(body: &Map<String, Value>) -> Result<Option<u64>, Rejection> {
+    match body.get("timestamp") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(_) => Err(Rejection::bad_request(
+            "'timestamp' must be a non-negative integer (Unix milliseconds).",
+        )),
+    }
+}
+
 /// Reads the proof of a renew or deregister body (a token wins over a signature).
 pub fn proof_of(body: &Map<String, Value>) -> Result<Proof, Rejection> {
     if let Some(token) = optional_str(body, "lease_token")? {
@@ -293,15 +389,10 @@ pub fn proof_of(body: &Map<String, Value>) -> Result<Proof, Rejection> {
     };
     let signature = Signature::from_base64(signature)
         .map_err(|e| Rejection::bad_request(format!("'signature': {e}.")))?;
-    let timestamp = match body.get("timestamp") {
-        Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
-            Rejection::bad_request("'timestamp' must be a non-negative integer (Unix seconds).")
-        })?,
-        _ => {
-            return Err(Rejection::bad_request(
-                "A 'signature' needs a 'timestamp' (integer Unix seconds).",
-            ));
-        }
+    let Some(timestamp) = timestamp_of(body)? else {
+        return Err(Rejection::bad_request(
+            "A 'signature' needs a 'timestamp' (integer Unix milliseconds).",
+        ));
     };
     Ok(Proof::Signature {
         signature,
@@ -310,9 +401,20 @@ pub fn proof_of(body: &Map<String, Value>) -> Result<Proof, Rejection> {
     })
 }
 
-/// Verifies the signature of a register body, if it has one: `None` for an unsigned
-/// registration, the signer's key for a valid signed one, 400/403 otherwise.
-pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<PublicKey>, Rejection> {
+/// A verified signed registration: who signed it and when its op proof was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signer {
+    /// The key both signatures verify with: the node's owner once registered.
+    pub key: PublicKey,
+    /// The op proof's timestamp (Unix ms), still to be accepted by [`Horizons`] (by the
+    /// writer, once the ownership check passed).
+    pub timestamp: u64,
+}
+
+/// Verifies the signatures of a register body, if it has them: `None` for an unsigned
+/// registration, the signer for a valid signed one (its `node_info` signature AND its
+/// op proof over `register`, the node id and the timestamp), 400/403 otherwise.
+pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<Signer>, Rejection> {
     let key = optional_str(body, "public_key")?;
     let signature = optional_str(body, "signature")?;
     let (key, signature) = match (key, signature) {
@@ -353,7 +455,29 @@ pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<PublicKey
                 "The registration signature of node '{node_id}' does not verify with its 'public_key'."
             )))
         })?;
-    Ok(Some(key))
+    // The node_info signature has no time in it (it is the etcd entry's): without a
+    // fresh op proof, a copy of the registration could be replayed.
+    let (Some(timestamp), Some(op_signature)) =
+        (timestamp_of(body)?, optional_str(body, "op_signature")?)
+    else {
+        return Err(Refusal::forbidden(format!(
+            "A signed registration needs an op proof: 'timestamp' (Unix milliseconds) and 'op_signature', a signature by the same key over {{\"node_id\", \"op\": \"{REGISTER_OP}\", \"timestamp\"}}; without it, node '{node_id}' is refused (a copy of a registration must not be replayable)."
+        ))
+        .into());
+    };
+    let op_signature = Signature::from_base64(op_signature)
+        .map_err(|e| Rejection::bad_request(format!("'op_signature': {e}.")))?;
+    key.verify(
+        &operation_bytes(REGISTER_OP, node_id, timestamp),
+        &op_signature,
+        alg,
+    )
+    .map_err(|_| {
+        Rejection::from(Refusal::forbidden(format!(
+            "The '{REGISTER_OP}' op signature of node '{node_id}' does not verify with its 'public_key'."
+        )))
+    })?;
+    Ok(Some(Signer { key, timestamp }))
 }
 
 /// A new owner for a verified registration by `key`, with a fresh token.
@@ -410,17 +534,21 @@ impl Center {
 
     /// Registers `id` if `guard` proves the right to replace the live node (if any);
     /// the check and the write happen together in the store writer.
+    /// `timestamp` is the op proof of a signed registration, accepted (window, no
+    /// replay) only once the ownership check passed.
     pub async fn register_guarded(
         &self,
         id: &str,
         record: NodeRecord,
         guard: Guard,
+        timestamp: Option<u64>,
     ) -> Result<(), WriteError> {
         let (reply, answer) = oneshot::channel();
         let op = WriteOp::Put {
             id: Arc::from(id),
             record,
             guard,
+            timestamp,
             reply,
         };
         self.writer()?
@@ -485,7 +613,7 @@ impl Center {
                             "The '{op}' signature does not verify with the key that owns node '{id}'."
                         ))
                     })?;
-                owner.accept_timestamp(timestamp, unix_now())?;
+                self.core().horizons.accept(id, timestamp, unix_millis())?;
                 Ok(Guard::Key(owner.key().clone()))
             }
         }
@@ -500,13 +628,14 @@ impl Center {
     ) -> Result<(String, Option<String>), Rejection> {
         let registration = registration_of(body, &self.config().limits)?;
         let signer = registration_signer(body)?;
-        let (record, guard, token) = match signer {
-            Some(key) => {
+        let (record, guard, token, timestamp) = match signer {
+            Some(Signer { key, timestamp }) => {
                 let (owner, token) = new_owner(key.clone())?;
                 (
                     registration.record.with_owner(Some(owner)),
                     Guard::Key(key),
                     Some(token),
+                    Some(timestamp),
                 )
             }
             None if self.config().security.require_signatures => {
@@ -515,9 +644,9 @@ impl Center {
                     message: "This center requires signed registrations: add 'public_key' and 'signature' (see isek register --identity).".into(),
                 });
             }
-            None => (registration.record, Guard::Unsigned, None),
+            None => (registration.record, Guard::Unsigned, None, None),
         };
-        self.register_guarded(&registration.node_id, record, guard)
+        self.register_guarded(&registration.node_id, record, guard, timestamp)
             .await?;
         Ok((registration.node_id, token))
     }
@@ -566,16 +695,51 @@ mod tests {
     use isek::identity::NodeIdentity;
 
     #[test]
-    fn timestamps_must_be_fresh_and_increasing() {
-        let owner = Owner::new(NodeIdentity::generate().public_key().clone(), None);
-        let now = 1_000_000;
-        assert!(owner.accept_timestamp(now, now).is_ok());
-        assert!(owner.accept_timestamp(now, now).is_err(), "replay");
-        assert!(owner.accept_timestamp(now - 1, now).is_err(), "older");
-        assert!(owner.accept_timestamp(now + 31, now).is_err(), "future");
-        assert!(owner.accept_timestamp(now + 30, now).is_ok());
-        let old = Owner::new(owner.key().clone(), None);
-        assert!(old.accept_timestamp(now - 31, now).is_err(), "stale");
+    fn timestamps_must_be_fresh_increasing_per_id_and_after_the_start() {
+        let start = 1_700_000_000_000;
+        let h = Horizons::new(start);
+        let now = start + 60_000;
+        assert!(h.accept("a", now, now).is_ok());
+        assert!(h.accept("a", now, now).is_err(), "replay");
+        assert!(h.accept("a", now - 1, now).is_err(), "older");
+        assert!(h.accept("b", now - 1, now).is_ok(), "per id");
+        assert!(h.accept("a", now + 30_001, now).is_err(), "future");
+        assert!(h.accept("a", now + 30_000, now).is_ok());
+        assert!(h.accept("c", now - 30_001, now).is_err(), "stale");
+        let seconds = h.accept("c", now / 1000, now).unwrap_err();
+        assert!(seconds.message.contains("milliseconds"), "{seconds}");
+        // Made before the start: refused even within the window.
+        let early = Horizons::new(now);
+        assert!(early.accept("d", now - 5, now).is_err());
+        assert!(early.accept("d", now, now).is_err());
+        assert!(early.accept("d", now + 1, now).is_ok());
+    }
+
+    #[test]
+    fn horizons_forget_what_is_out_of_the_window_and_collapse_when_overfull() {
+        let h = Horizons::new(0);
+        let t0 = 1_700_000_000_000;
+        for i in 0..MIN_PRUNE_AT - 1 {
+            assert!(h.accept(&format!("old-{i}"), t0, t0).is_ok());
+        }
+        assert_eq!(h.len(), MIN_PRUNE_AT - 1);
+        // One window later the next insert prunes every old entry.
+        let t1 = t0 + TIMESTAMP_WINDOW_MS + 1;
+        assert!(h.accept("new", t1, t1).is_ok());
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.last("new"), Some(t1));
+        assert_eq!(h.last("old-0"), None);
+        // Overfull within one window: everything up to the newest is refused.
+        let mut state = HorizonState {
+            last: (0..=MAX_HORIZONS / 2)
+                .map(|i| (i.to_string().into_boxed_str(), t1 + i as u64 % 7))
+                .collect(),
+            floor: 0,
+            prune_at: 0,
+        };
+        state.prune(t1);
+        assert!(state.last.is_empty());
+        assert_eq!(state.floor, t1 + 6);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Resync, WatchStart};
 use crate::lease::LeaseTable;
-use crate::ownership::{Guard, Owner};
+use crate::ownership::{Guard, Horizons, Owner};
 use crate::snapshot::SnapshotCache;
 use crate::store::Store;
 use crate::writer::{WriteError, WriteOp};
@@ -138,6 +138,9 @@ pub(crate) struct Core {
     /// Turns true at shutdown: every change stream ends, so a graceful shutdown does
     /// not wait for watchers that never hang up.
     pub watchers_closed: watch::Sender<bool>,
+    /// Newest accepted signed-op timestamp per node id (no replay), refusing anything
+    /// signed before this center started.
+    pub horizons: Horizons,
 }
 
 impl Core {
@@ -206,6 +209,9 @@ impl Center {
         .await
         .map_err(|e| Error::Task(format!("store loader: {e}")))??;
 
+        // Taken after the store is loaded: every signature accepted by an earlier run
+        // (whose nodes were just loaded) was made before it (see `Horizons::new`).
+        let start_ms = crate::ownership::unix_now();
         let now = Instant::now();
         let mut leases = LeaseTable::new(config.lease_ttl, now);
         let mut revision = 0;
@@ -232,6 +238,7 @@ impl Center {
             snapshot: SnapshotCache::new(config.snapshot_max_age),
             epoch: crate::feed::new_epoch(),
             watchers_closed: watch::channel(false).0,
+            horizons: Horizons::new(start_ms),
         });
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let writer_done = crate::writer::spawn(
@@ -292,6 +299,7 @@ impl Center {
             id: Arc::from(id),
             record,
             guard: Guard::Admin,
+            timestamp: None,
             reply,
         };
         self.writer()?

@@ -50,6 +50,10 @@ pub(crate) enum WriteOp {
         record: NodeRecord,
         /// The proof the registration carries, checked against the current owner.
         guard: Guard,
+        /// Timestamp (Unix ms) of a signed registration's op proof: accepted by the
+        /// replay horizon only after the ownership check passed, so a refused
+        /// registration cannot push the horizon of a node it does not own.
+        timestamp: Option<u64>,
         /// Answered after the commit.
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
@@ -209,6 +213,7 @@ impl Writer {
                     id,
                     record,
                     guard,
+                    timestamp,
                     reply,
                 } => {
                     let live = touched
@@ -232,11 +237,15 @@ impl Writer {
                         })));
                         continue;
                     }
+                    if let Some(timestamp) = timestamp {
+                        let now_ms = crate::ownership::unix_now();
+                        if let Err(refusal) = self.core.horizons.accept(&id, timestamp, now_ms) {
+                            let _ = reply.send(Err(WriteError::Refused(refusal)));
+                            continue;
+                        }
+                    }
                     if !known {
                         count += 1;
-                    }
-                    if let (Some(old), Some(new)) = (&current, record.owner()) {
-                        new.inherit_timestamp(old);
                     }
                     touched.insert(Arc::clone(&id), true);
                     owners.insert(Arc::clone(&id), record.owner().cloned());

@@ -16,9 +16,12 @@ use std::time::Duration;
 use axum::http::{Method, Request, StatusCode};
 use harness::{DEREGISTER, REGISTER, RENEW, TestCenter};
 use isek::identity::NodeIdentity;
-use isek::wire::proof::{DEREGISTER_OP, ProofRequest, RENEW_OP, SignedRegisterRequest};
+use isek::wire::proof::{
+    DEREGISTER_OP, ProofRequest, REGISTER_OP, RENEW_OP, SignedRegisterRequest, next_timestamp,
+    operation_bytes,
+};
 use isek_center::Config;
-use isek_center::ownership::{Security, unix_now};
+use isek_center::ownership::Security;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -125,7 +128,9 @@ impl Scene {
 async fn impersonation_attempts_are_refused_and_leave_the_victim_unchanged() {
     let s = Scene::new().await;
     let attacker = NodeIdentity::generate();
-    let now = unix_now();
+    // After every timestamp this process signed so far (the victim's registration
+    // included); Unix milliseconds.
+    let now = next_timestamp();
 
     for (path, op) in [(RENEW, RENEW_OP), (DEREGISTER, DEREGISTER_OP)] {
         // No proof at all (the original protocol).
@@ -150,8 +155,9 @@ async fn impersonation_attempts_are_refused_and_leave_the_victim_unchanged() {
             .await;
 
         // The owner's signature, but stale or from the future (margins well beyond
-        // the 30 s window, so the clock ticking during the test changes nothing).
-        for ts in [now - 45, now - 3600, now + 45, 0] {
+        // the 30 s window, so the clock ticking during the test changes nothing), or
+        // in seconds instead of milliseconds.
+        for ts in [now - 45_000, now - 3_600_000, now + 45_000, 0, now / 1000] {
             let a = s
                 .post(path, &ProofRequest::signed(&s.owner, op, "victim", ts))
                 .await;
@@ -222,7 +228,9 @@ async fn impersonation_attempts_are_refused_and_leave_the_victim_unchanged() {
 #[tokio::test]
 async fn the_owner_renews_reregisters_and_deregisters() {
     let s = Scene::new().await;
-    let now = unix_now();
+    // After every timestamp this process signed so far (the victim's registration
+    // included); Unix milliseconds.
+    let now = next_timestamp();
     s.post(RENEW, &ProofRequest::with_token("victim", &s.token))
         .await
         .assert_envelope(200, "Lease for node 'victim' renewed successfully.");
@@ -266,7 +274,7 @@ async fn the_owner_renews_reregisters_and_deregisters() {
     register_signed(&s.c, &key, "other", 1).await;
     s.post(
         DEREGISTER,
-        &ProofRequest::signed(&key, DEREGISTER_OP, "other", unix_now()),
+        &ProofRequest::signed(&key, DEREGISTER_OP, "other", next_timestamp()),
     )
     .await
     .assert_envelope(200, "Node 'other' deregistered successfully.");
@@ -283,8 +291,15 @@ async fn a_signed_registration_is_the_etcd_entry_and_accepts_legacy_sha1() {
     let bytes = isek::canonical::to_sorted_bytes(&node_info);
     // Legacy SHA-1 (no signature_alg), as the original etcd entries are signed.
     let signature = identity.sign_legacy_sha1(&bytes).unwrap().to_base64();
+    // The op proof uses the same algorithm (`signature_alg` covers both signatures).
+    let timestamp = next_timestamp();
+    let op_signature = identity
+        .sign_legacy_sha1(&operation_bytes(REGISTER_OP, "n", timestamp))
+        .unwrap()
+        .to_base64();
     let body = json!({"node_id": "n", "host": "h", "port": 7, "metadata": metadata,
-        "public_key": public_key, "signature": signature});
+        "public_key": public_key, "signature": signature,
+        "timestamp": timestamp, "op_signature": op_signature});
     let a = c.post(REGISTER, &body.to_string()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(parse(&a)["data"]["lease_token"].is_string());

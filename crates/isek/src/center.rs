@@ -13,12 +13,12 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::credentials::Credentials;
+use crate::identity::NodeIdentity;
 use crate::wire::center::{
     AVAILABLE_NODES_PATH, AvailableNodes, DEREGISTER_PATH, Envelope, ListedNode, REGISTER_PATH,
     RENEW_PATH,
 };
-use crate::credentials::Credentials;
-use crate::identity::NodeIdentity;
 use crate::wire::proof::{DEREGISTER_OP, ProofRequest, RENEW_OP, RegisterData};
 use crate::{Error, Metadata, NodeInfo, Registry, Result};
 
@@ -142,15 +142,20 @@ impl IsekCenterRegistry {
         Ok(())
     }
 
-    /// A renew or deregister: token first; when the token is refused (e.g. the node
-    /// was re-registered elsewhere) and an identity is set, once more with a signature.
-    async fn operation(&self, path: &str, op: &str, node_id: &str, timeout: Duration) -> Result<()> {
+    /// A renew or deregister: token first; when the proof is refused and an identity
+    /// is set, once more with a fresh signature (the token is stale because the node
+    /// was re-registered elsewhere, or another process with the same key signed in
+    /// the same millisecond, so this timestamp was not newer than its).
+    async fn operation(
+        &self,
+        path: &str,
+        op: &str,
+        node_id: &str,
+        timeout: Duration,
+    ) -> Result<()> {
         let body = self.credentials.operation_body(op, node_id, false);
-        let used_token = body.lease_token.is_some();
         match self.post(path, &body, timeout).await {
-            Err(Error::PermissionDenied(_))
-                if used_token && self.credentials.identity().is_some() =>
-            {
+            Err(Error::PermissionDenied(_)) if self.credentials.identity().is_some() => {
                 let body = self.credentials.operation_body(op, node_id, true);
                 self.post(path, &body, timeout).await.map(drop)
             }
@@ -252,8 +257,19 @@ impl Registry for IsekCenterRegistry {
     ) -> Result<()> {
         let body = self
             .credentials
-            .register_body(node_id, host, port, metadata);
-        let data = self.post(REGISTER_PATH, &body, self.config.timeout).await?;
+            .register_body(node_id, host, port, metadata.clone());
+        let data = match self.post(REGISTER_PATH, &body, self.config.timeout).await {
+            // A signed registration is refused when its timestamp is not newer than
+            // the last one the center accepted for the node, which another process
+            // with the same key may have taken in the same millisecond: sign afresh once.
+            Err(Error::PermissionDenied(_)) if self.credentials.identity().is_some() => {
+                let body = self
+                    .credentials
+                    .register_body(node_id, host, port, metadata);
+                self.post(REGISTER_PATH, &body, self.config.timeout).await?
+            }
+            other => other?,
+        };
         if self.credentials.identity().is_some() {
             let token = serde_json::from_value::<RegisterData>(data)
                 .ok()

@@ -1,22 +1,23 @@
 //! [`Credentials`]: what an [`crate::IsekCenterRegistry`] proves ownership with.
 //!
 //! With a [`NodeIdentity`], registrations are signed (the etcd entry's `node_info` and
-//! signature, see [`crate::wire::proof`]) and the center answers with a lease token,
-//! kept here per node id. Renew and deregister send the token when there is one (cheap
-//! for the center), otherwise a fresh signature over the operation, the node id and a
-//! timestamp. Without an identity every body is the original, unsigned one.
+//! signature, plus a fresh op proof over `register`, the node id and a timestamp, see
+//! [`crate::wire::proof`]) and the center answers with a lease token, kept here per
+//! node id. Renew and deregister send the token when there is one (cheap for the
+//! center), otherwise a fresh signature over the operation, the node id and a
+//! timestamp. Timestamps are Unix milliseconds, strictly increasing per process
+//! ([`crate::wire::proof::next_timestamp`]). Without an identity every body is the
+//! original, unsigned one.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::Metadata;
 use crate::identity::NodeIdentity;
 use crate::wire::center::RegisterRequest;
-use crate::wire::proof::{ProofRequest, SignedRegisterRequest};
+use crate::wire::proof::{ProofRequest, SignedRegisterRequest, next_timestamp};
 
 /// A node identity and the lease tokens the center gave for it.
 #[derive(Debug, Default)]
@@ -25,9 +26,6 @@ pub struct Credentials {
     identity: Option<Arc<NodeIdentity>>,
     /// Lease token per node id, from the last signed registration of that node.
     tokens: Mutex<HashMap<String, String>>,
-    /// Last timestamp signed, so two operations in one second still increase (the
-    /// center refuses a timestamp that is not newer than the last one).
-    last_timestamp: AtomicU64,
 }
 
 impl Credentials {
@@ -44,7 +42,8 @@ impl Credentials {
         self.identity.as_ref()
     }
 
-    /// The register body: signed with the identity, or the original unsigned one.
+    /// The register body: signed with the identity (with a fresh op proof), or the
+    /// original unsigned one.
     pub fn register_body(&self, node_id: &str, host: &str, port: u16, metadata: Metadata) -> Value {
         let body = match &self.identity {
             Some(identity) => serde_json::to_value(SignedRegisterRequest::sign(
@@ -86,27 +85,12 @@ impl Credentials {
             return ProofRequest::with_token(node_id, &token);
         }
         match &self.identity {
-            Some(identity) => ProofRequest::signed(identity, op, node_id, self.next_timestamp()),
+            Some(identity) => ProofRequest::signed(identity, op, node_id, next_timestamp()),
             None => ProofRequest {
                 node_id: node_id.to_owned(),
                 ..ProofRequest::default()
             },
         }
-    }
-
-    /// Now in Unix seconds, but always after the last timestamp signed.
-    fn next_timestamp(&self) -> u64 {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let previous = self
-            .last_timestamp
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
-                Some(now.max(last.saturating_add(1)))
-            })
-            .unwrap_or(now);
-        now.max(previous.saturating_add(1))
     }
 }
 
@@ -115,11 +99,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_increase_within_a_second() {
+    fn signed_bodies_carry_increasing_timestamps() {
         let c = Credentials::new(Some(Arc::new(NodeIdentity::generate())));
-        let a = c.next_timestamp();
-        let b = c.next_timestamp();
+        let a = c.operation_body("renew", "n", true).timestamp;
+        let b = c.operation_body("renew", "n", true).timestamp;
         assert!(b > a);
+        let register = c.register_body("n", "h", 1, Metadata::new());
+        assert!(register["timestamp"].as_u64() > b);
+        assert!(register["op_signature"].is_string());
+        let unsigned = Credentials::default().register_body("n", "h", 1, Metadata::new());
+        assert!(unsigned.get("timestamp").is_none());
     }
 
     #[test]

@@ -3,14 +3,25 @@
 //!
 //! A signed registration carries the same `node_info` and signature as an etcd entry
 //! ([`crate::wire::etcd`]): the signature covers `json.dumps(node_info, sort_keys=True)`
-//! of `{"node_id", "host", "port", "public_key", "metadata"}`. The center answers
-//! `data: {"lease_token": "..."}`, a secret only the registrant sees.
+//! of `{"node_id", "host", "port", "public_key", "metadata"}`. That signature has no
+//! time in it (an etcd entry has none), so a registration also carries an *op proof*:
+//! `timestamp` and `op_signature`, a signature by the same key over the canonical
+//! JSON of `{"node_id", "op": "register", "timestamp"}`. Without it, anyone holding a
+//! copy of a signed registration could replay it and receive a lease token. The
+//! center answers `data: {"lease_token": "..."}`, a secret only the registrant sees.
 //!
 //! Renew and deregister prove ownership with that token (`lease_token`) or with a
-//! signature over the canonical JSON of `{"op", "node_id", "timestamp"}` (Unix
-//! seconds), which the center accepts only within [`TIMESTAMP_WINDOW_SECS`] of its
-//! clock and only if newer than the last one it accepted for the node (no replay).
-//! Unsigned bodies (the original protocol) omit every extra field.
+//! signature over the canonical JSON of `{"op", "node_id", "timestamp"}`.
+//!
+//! Every `timestamp` is Unix **milliseconds** (so two processes signing with one key
+//! rarely collide, and one process never needs to run ahead of the clock). The center
+//! accepts one only within [`TIMESTAMP_WINDOW_MS`] of its clock and only if newer than
+//! the last one it accepted for that node id (no replay), whatever the op.
+//! `signature_alg` applies to both signatures of a registration. Unsigned bodies (the
+//! original protocol) omit every extra field.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -19,12 +30,15 @@ use crate::Metadata;
 use crate::canonical;
 use crate::identity::{NodeIdentity, SignatureAlg};
 
+/// `op` of a registration's op proof.
+pub const REGISTER_OP: &str = "register";
 /// `op` of a signed renew.
 pub const RENEW_OP: &str = "renew";
 /// `op` of a signed deregister.
 pub const DEREGISTER_OP: &str = "deregister";
-/// How far (seconds) a signed operation's timestamp may be from the center's clock.
-pub const TIMESTAMP_WINDOW_SECS: u64 = 30;
+/// How far (milliseconds, i.e. 30 s) a signed operation's timestamp may be from the
+/// center's clock.
+pub const TIMESTAMP_WINDOW_MS: u64 = 30_000;
 /// Header carrying the admin token: `Authorization: Bearer <token>`.
 pub const ADMIN_AUTH_SCHEME: &str = "Bearer ";
 
@@ -49,6 +63,13 @@ pub struct SignedRegisterRequest {
     /// SHA-1, exactly as in an etcd entry ([`crate::identity::SignatureAlg::from_entry_field`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_alg: Option<String>,
+    /// Unix milliseconds the op proof was made at (fresh: within the window, and newer
+    /// than anything the center accepted for this node id).
+    pub timestamp: u64,
+    /// Base64 `r||s` signature by the same key over
+    /// `operation_bytes(REGISTER_OP, node_id, timestamp)`: makes the registration
+    /// unreplayable although `signature` (the etcd entry's) has no time in it.
+    pub op_signature: String,
 }
 
 /// `data` of a successful signed registration.
@@ -72,7 +93,7 @@ pub struct ProofRequest {
     /// Algorithm of `signature`: `"ES256"`, or absent for legacy SHA-1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature_alg: Option<String>,
-    /// Unix seconds the signature was made at.
+    /// Unix milliseconds the signature was made at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<u64>,
 }
@@ -103,8 +124,33 @@ pub fn operation_bytes(op: &str, node_id: &str, timestamp: u64) -> Vec<u8> {
     canonical::to_sorted_bytes(&Value::Object(map))
 }
 
+/// Last timestamp [`next_timestamp`] handed out in this process.
+static LAST_TIMESTAMP: AtomicU64 = AtomicU64::new(0);
+
+/// Unix milliseconds now (0 if the clock is before 1970).
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A timestamp for a signed operation: now in Unix milliseconds, but strictly after
+/// every one handed out before in this process (the center refuses a timestamp that
+/// is not newer than the last one it accepted for a node).
+pub fn next_timestamp() -> u64 {
+    let now = unix_millis();
+    let previous = LAST_TIMESTAMP
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+            Some(now.max(last.saturating_add(1)))
+        })
+        .unwrap_or(now);
+    now.max(previous.saturating_add(1))
+}
+
 impl SignedRegisterRequest {
-    /// A registration signed by `identity` with ES256.
+    /// A registration signed by `identity` with ES256, its op proof made now
+    /// ([`next_timestamp`]).
     pub fn sign(
         identity: &NodeIdentity,
         node_id: &str,
@@ -112,9 +158,25 @@ impl SignedRegisterRequest {
         port: u16,
         metadata: Metadata,
     ) -> Self {
+        Self::sign_at(identity, node_id, host, port, metadata, next_timestamp())
+    }
+
+    /// A registration signed by `identity` with ES256, its op proof made at
+    /// `timestamp` (Unix milliseconds).
+    pub fn sign_at(
+        identity: &NodeIdentity,
+        node_id: &str,
+        host: &str,
+        port: u16,
+        metadata: Metadata,
+        timestamp: u64,
+    ) -> Self {
         let public_key = identity.public_key().to_base64().to_owned();
         let node_info = registration_node_info(node_id, host, port, &public_key, &metadata);
         let signature = identity.sign(&registration_bytes(&node_info)).to_base64();
+        let op_signature = identity
+            .sign(&operation_bytes(REGISTER_OP, node_id, timestamp))
+            .to_base64();
         Self {
             node_id: node_id.to_owned(),
             host: host.to_owned(),
@@ -123,6 +185,8 @@ impl SignedRegisterRequest {
             public_key,
             signature,
             signature_alg: Some(SignatureAlg::ES256_NAME.to_owned()),
+            timestamp,
+            op_signature,
         }
     }
 }
@@ -138,7 +202,7 @@ impl ProofRequest {
     }
 
     /// A renew or deregister (`op`) of `node_id` signed by `identity` (ES256) at
-    /// `timestamp` (Unix seconds).
+    /// `timestamp` (Unix milliseconds, see [`next_timestamp`]).
     pub fn signed(identity: &NodeIdentity, op: &str, node_id: &str, timestamp: u64) -> Self {
         let signature = identity.sign(&operation_bytes(op, node_id, timestamp));
         Self {
@@ -158,8 +222,36 @@ mod tests {
     #[test]
     fn operation_bytes_are_sorted_python_json() {
         assert_eq!(
-            String::from_utf8(operation_bytes(RENEW_OP, "n-1", 1_700_000_000)).ok(),
-            Some(r#"{"node_id": "n-1", "op": "renew", "timestamp": 1700000000}"#.to_owned())
+            String::from_utf8(operation_bytes(RENEW_OP, "n-1", 1_700_000_000_123)).ok(),
+            Some(r#"{"node_id": "n-1", "op": "renew", "timestamp": 1700000000123}"#.to_owned())
         );
+    }
+
+    #[test]
+    fn timestamps_are_milliseconds_and_strictly_increase() {
+        let a = next_timestamp();
+        let b = next_timestamp();
+        assert!(b > a);
+        // Milliseconds: after 2001-09-09 in ms, far beyond any date in seconds.
+        assert!(a > 1_000_000_000_000);
+    }
+
+    #[test]
+    fn a_registration_carries_an_op_proof_by_the_same_key() {
+        let identity = NodeIdentity::generate();
+        let r = SignedRegisterRequest::sign_at(&identity, "n", "h", 1, Metadata::new(), 42);
+        assert_eq!(r.timestamp, 42);
+        let signature = crate::identity::Signature::from_base64(&r.op_signature);
+        let verified = signature.ok().map(|s| {
+            identity
+                .public_key()
+                .verify(
+                    &operation_bytes(REGISTER_OP, "n", 42),
+                    &s,
+                    SignatureAlg::Es256,
+                )
+                .is_ok()
+        });
+        assert_eq!(verified, Some(true));
     }
 }

@@ -197,3 +197,52 @@ fn https_center_and_ca_file() {
     );
     assert!(line.contains("cannot serve HTTPS"), "{line}");
 }
+
+/// `isek renew --identity` of `id`.
+fn signed_renew(url: &str, id: &str, key: &str) -> std::process::Output {
+    isek(&["renew", "--center", url, "--node-id", id, "--identity", key])
+}
+
+#[test]
+fn processes_sharing_a_key_sign_back_to_back_and_concurrently() {
+    // Timestamps are Unix milliseconds and must increase per node: processes started
+    // one after another (within one second) all get through, and two at once too (a
+    // same-millisecond collision is retried once with a fresh signature).
+    let dir = tempfile::tempdir().unwrap();
+    let center = CenterProcess::start(&["--in-memory"]);
+    let url = center.url.as_str();
+    let key = dir.path().join("shared.key.pem");
+    let key = key.to_str().unwrap();
+    success(&isek(&["keygen", "--out", key]));
+    success(&register(url, "n", &["--identity", key]));
+    for _ in 0..4 {
+        assert_eq!(
+            success(&signed_renew(url, "n", key)),
+            "Lease for node 'n' renewed successfully.\n"
+        );
+        // Re-registration from yet another process (new op proof each time).
+        success(&register(url, "n", &["--identity", key]));
+    }
+    for _ in 0..3 {
+        let a = std::thread::spawn({
+            let (url, key) = (url.to_owned(), key.to_owned());
+            move || signed_renew(&url, "n", &key)
+        });
+        let b = signed_renew(url, "n", key);
+        let a = a.join().unwrap();
+        assert_eq!(success(&a), "Lease for node 'n' renewed successfully.\n");
+        assert_eq!(success(&b), "Lease for node 'n' renewed successfully.\n");
+    }
+    assert_eq!(
+        success(&isek(&[
+            "deregister",
+            "--center",
+            url,
+            "--node-id",
+            "n",
+            "--identity",
+            key
+        ])),
+        "Node 'n' deregistered successfully.\n"
+    );
+}

@@ -113,8 +113,8 @@ impl Store {
         let Self::Sqlite(conn) = self else {
             return Ok(Vec::new());
         };
-        let mut stmt =
-            conn.prepare("SELECT node_id, host, port, metadata, public_key, token_hash FROM nodes")?;
+        let mut stmt = conn
+            .prepare("SELECT node_id, host, port, metadata, public_key, token_hash FROM nodes")?;
         let mut rows = stmt.query([])?;
         let mut nodes = Vec::new();
         while let Some(row) = rows.next()? {

@@ -29,8 +29,8 @@
 
 pub mod canonical;
 pub mod center;
-pub mod credentials;
 pub mod changefeed;
+pub mod credentials;
 pub mod error;
 pub mod etcd;
 pub mod identity;

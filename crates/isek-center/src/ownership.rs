@@ -2,10 +2,9 @@
 //!
 //! A node registered with a signature (see [`isek::wire::proof`]) has an [`Owner`]:
 //! its public key and the SHA-256 of the lease token handed to the registrant. While
-//! it is alive, every act on
-//! it must carry a proof, expressed as a [`Guard`] that the store writer checks
-//! against the node's current owner at decision time (so a check and the write it
-//! allows cannot be separated by another write):
+//! it is alive, every act on it must carry a proof, expressed as a [`Guard`] that the
+//! store writer checks against the node's current owner at decision time (so a check
+//! and the write it allows cannot be separated by another write):
 //!
 //! - [`Guard::Token`]: the hash of a presented lease token (cheap: no signature);
 //! - [`Guard::Key`]: a key whose signature the handler already verified (and, for
@@ -150,7 +149,7 @@ impl Horizons {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if timestamp <= state.floor {
             return Err(Refusal::forbidden(format!(
-                "The signed timestamp {timestamp} is not newer than {}: signatures made before this center started are refused; sign afresh.",
+                "The signed timestamp {timestamp} is not newer than {}: signatures made before this center started (or before its replay table last overflowed) are refused; sign afresh.",
                 state.floor
             )));
         }
@@ -534,6 +533,7 @@ impl Center {
 
     /// Registers `id` if `guard` proves the right to replace the live node (if any);
     /// the check and the write happen together in the store writer.
+    ///
     /// `timestamp` is the op proof of a signed registration, accepted (window, no
     /// replay) only once the ownership check passed.
     pub async fn register_guarded(

@@ -7,6 +7,7 @@
 # Needs: perf (linux-perf), release builds (scripts/bench.sh builds them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 scenario=${1:?usage: scripts/bench-profile.sh renew|register|list [SECONDS] [CONNECTIONS]}
 seconds=${2:-6}
 nodes=10000
@@ -16,8 +17,8 @@ case "$scenario" in
   renew) connections=${3:-64} ;;
   *) echo "unknown scenario $scenario (renew, register, list)" >&2; exit 2 ;;
 esac
-bench=target/release/isek-bench
-isek=target/release/isek
+bench="$target"/release/isek-bench
+isek="$target"/release/isek
 [[ -x $bench && -x $isek ]] || cargo build --release -p isek-cli -p isek-bench
 
 work=$(mktemp -d /tmp/isek-profile.XXXXXX)

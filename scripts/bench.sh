@@ -11,6 +11,7 @@
 # Takes about 3-4 minutes with the defaults (most of it registering 1,000,000 nodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 
 if [[ "${1:-}" == "--help-suite" ]]; then
   exec cargo run --release -q -p isek-bench -- suite --help
@@ -21,10 +22,10 @@ cargo build --release -p isek-cli -p isek-bench
 args=(--wrk-script bench/renew.lua)
 # Measure `isek center` when the CLI has it; otherwise isek-bench's own `center`
 # subcommand, which calls the same isek_center::run.
-if target/release/isek center --help >/dev/null 2>&1; then
-  args+=(--isek target/release/isek)
+if "$target"/release/isek center --help >/dev/null 2>&1; then
+  args+=(--isek "$target"/release/isek)
 else
-  echo "target/release/isek has no 'center' subcommand: using 'isek-bench center'" >&2
+  echo "$target/release/isek has no 'center' subcommand: using 'isek-bench center'" >&2
 fi
 if command -v wrk >/dev/null 2>&1; then
   args+=(--wrk "$(command -v wrk)")
@@ -41,4 +42,4 @@ nice_cmd=()
 if [[ -n "${BENCH_NICE:-}" ]]; then
   nice_cmd=(nice -n "$BENCH_NICE")
 fi
-exec "${nice_cmd[@]}" target/release/isek-bench suite "${args[@]}" "$@"
+exec "${nice_cmd[@]}" "$target"/release/isek-bench suite "${args[@]}" "$@"

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/packages.sh
-require_commands protoc:protobuf-compiler python3:python3
+python=$(require_python_venv)
 
 work=$(mktemp -d)
 center_pid=""
@@ -16,11 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if ! python3 -m venv "$work/venv" >/dev/null 2>&1; then
-    # Debian splits venv out of python3.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv
-    python3 -m venv "$work/venv"
-fi
+"$python" -m venv "$work/venv"
 # Exit 3 (not 1) when PyPI cannot be reached, so scripts/test.sh can tell "could not
 # check" from "incompatible".
 if ! "$work/venv/bin/pip" install --quiet --no-deps isek==0.2.1 ||
@@ -36,7 +32,7 @@ if [ "$profile" = release ]; then
 else
     cargo build -p isek-cli
 fi
-"target/$profile/isek" center --listen 127.0.0.1:0 --in-memory >"$work/center.out" 2>"$work/center.err" &
+"${CARGO_TARGET_DIR:-target}/$profile/isek" center --listen 127.0.0.1:0 --in-memory >"$work/center.out" 2>"$work/center.err" &
 center_pid=$!
 for _ in $(seq 100); do
     grep -q "listening on" "$work/center.out" 2>/dev/null && break

@@ -6,13 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The guard against set-up that works only here: run the whole check where no system
+# protoc or protobuf include file is visible (scripts/sealed.sh).
+[ -n "${ISEK_SEALED:-}" ] || exec bash scripts/sealed.sh bash scripts/test.sh "$@"
+
 step() { printf '\n==> %s\n' "$*"; }
 trap 'status=$?; [ "$status" -ne 0 ] && printf "\n==> FAILED (exit %s): %s\n" "$status" "${current:-setup}"' EXIT
 
-# System packages: protoc builds etcd-client; the etcd binary is started by tests.
+# System packages, checked by file: the etcd binary the tests start. (protoc and its
+# include files come from a crate: tools/protoc, .cargo/config.toml.)
 current="install missing system packages"
 source scripts/packages.sh
-require_commands protoc:protobuf-compiler etcd:etcd-server
+require_files "${ISEK_TEST_FILES[@]}"
+current="vendored protoc (tools/protoc)"
+step "$current"
+tools/protoc/protoc --check
 
 # Toolchain components, when rustup manages the toolchain and they are missing.
 if command -v rustup >/dev/null 2>&1; then
@@ -37,9 +45,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The original Python client (isek 0.2.1 from PyPI), unchanged, against our center.
 current="scripts/python-compat.sh"
 step "$current"
+# Exit 3 means PyPI was out of reach: a skip for a developer offline, a failure in CI,
+# where a check that did not run must not pass.
+skipped=()
 ISEK_PROFILE=debug bash scripts/python-compat.sh || {
     status=$?
-    [ "$status" -eq 3 ] || exit "$status"
+    [ "$status" -eq 3 ] && [ "${CI:-}" != true ] || exit "$status"
+    skipped+=("python-compat (PyPI unreachable)")
 }
 
 if cargo nextest --version >/dev/null 2>&1; then
@@ -58,4 +70,8 @@ else
 fi
 
 current=""
-step "OK: format, clippy and all tests passed"
+if [ "${#skipped[@]}" -gt 0 ]; then
+    step "SKIPPED: ${skipped[*]}; everything else passed"
+else
+    step "OK: every check ran and passed"
+fi

@@ -47,6 +47,18 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$root/etc/hosts"
 [ -e /etc/apt/sources.list.d/debian.sources ] &&
     cp /etc/apt/sources.list.d/debian.sources "$root/etc/apt/sources.list.d/debian.sources"
+# The machine's own trust and registry settings (its CA certificates, which the
+# registries' TLS is checked against, and the pip/npm configuration), as every new
+# machine of this kind has them.
+cp -a /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
+[ -e /etc/pip.conf ] && cp /etc/pip.conf "$root/etc/pip.conf"
+[ -e "$HOME/.npmrc" ] && cp "$HOME/.npmrc" "$root/root/.npmrc"
+machine_env=()
+for name in SSL_CERT_FILE SSL_CERT_DIR CURL_CA_BUNDLE REQUESTS_CA_BUNDLE PIP_CERT \
+    NODE_EXTRA_CA_CERTS GIT_SSL_CAINFO PIP_DEFAULT_TIMEOUT PIP_DISABLE_PIP_VERSION_CHECK; do
+    [ -n "${!name:-}" ] && machine_env+=("$name=${!name}")
+done
 
 # A clone of HEAD, as CI makes one (committed work only).
 git clone --quiet --no-local "$repo" "$root/src"
@@ -85,10 +97,12 @@ unshare --mount --propagation private bash -euo pipefail -c '
         ln -sf ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
     fi
     shift 5
-    exec chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb CI=true LANG=C.UTF-8 \
+    IFS=" " read -r -a machine_env <<<"$1"
+    shift
+    exec chroot "$root" /usr/bin/env -i "${machine_env[@]}" HOME=/root TERM=dumb CI=true LANG=C.UTF-8 \
         RUSTUP_HOME=/opt/rustup CARGO_HOME=/root/.cargo \
         PATH=/opt/cargo-bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         bash -c "cd /src && $*"
-' fresh-root "$root" "$rustup_home" "$cargo_bin" "$nextest" "$node" "$npm_dir" "$command" || status=$?
+'  fresh-root "$root" "$rustup_home" "$cargo_bin" "$nextest" "$node" "$npm_dir" "${machine_env[*]}" "$command" || status=$?
 echo "fresh-root: check '$check' exited $status after $(($(date +%s) - start)) s" >&2
 exit "$status"

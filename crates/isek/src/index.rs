@@ -131,11 +131,13 @@ impl Index {
             Plan::Index(term) => (PlanKind::Index, self.term(term)),
             Plan::Scan => (PlanKind::Scan, Cow::Borrowed(&self.live)),
         };
-        let nodes = candidates
-            .iter()
-            .filter_map(|slot| self.slot(slot))
-            .filter(|node| filter.matches(node))
-            .collect();
+        let nodes = crate::filter::with_eval_stack(|| {
+            candidates
+                .iter()
+                .filter_map(|slot| self.slot(slot))
+                .filter(|node| filter.matches(node))
+                .collect()
+        });
         Selection {
             plan,
             candidates: candidates.len(),

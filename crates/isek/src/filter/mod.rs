@@ -229,7 +229,9 @@ impl Filter {
 
     /// Compiles `source`, refusing it when it exceeds `limits`.
     pub fn compile_with(source: &str, limits: Limits) -> Result<Filter, FilterError> {
-        let checked = syntax::check(source, &limits)?;
+        // The CEL parser (ANTLR) recurses deeply per nesting level, far more in
+        // debug builds: parse on a stack of its own, whatever thread calls.
+        let checked = stacker::grow(PARSE_STACK, || syntax::check(source, &limits))?;
         let variables = checked.variables;
         let projection = value::Projection::of(&checked.expr);
         let plan = Plan::of(&checked.expr);
@@ -268,6 +270,10 @@ impl Filter {
 
     /// Evaluates the expression for `node`, saying why when it gives no bool.
     pub fn evaluate(&self, node: &NodeInfo) -> Result<bool, EvalError> {
+        with_eval_stack(|| self.evaluate_here(node))
+    }
+
+    fn evaluate_here(&self, node: &NodeInfo) -> Result<bool, EvalError> {
         let mut ctx = Context::with_env(Arc::clone(&self.env));
         for name in &self.variables {
             let value = match *name {
@@ -291,6 +297,30 @@ impl Filter {
             Err(e) => Err(EvalError::Cel(e.to_string())),
         }
     }
+}
+
+/// The stack the CEL parser gets (reserved address space; only what it
+/// touches is committed).
+const PARSE_STACK: usize = 256 << 20;
+
+/// The stack an evaluation may need: the evaluator recurses once per level of
+/// the expression, which [`Limits::max_operators`] and [`Limits::max_depth`]
+/// bound. Measured for the deepest expression the default limits allow (a
+/// chain of 255 `+`): about 10 MiB in a debug build, RELEASE_NEED in release.
+const EVAL_RED_ZONE: usize = if cfg!(debug_assertions) {
+    16 << 20
+} else {
+    2 << 20
+};
+
+/// The stack allocated when less than [`EVAL_RED_ZONE`] remains.
+const EVAL_STACK: usize = 2 * EVAL_RED_ZONE;
+
+/// Runs `f` (evaluations) where at least [`EVAL_RED_ZONE`] of stack remains,
+/// on a new stack segment when the current one is short. Cheap when it is not:
+/// [`crate::index::Index::select`] calls it once around all its evaluations.
+pub(crate) fn with_eval_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(EVAL_RED_ZONE, EVAL_STACK, f)
 }
 
 /// The standard CEL environment (functions and macros), built once per process.

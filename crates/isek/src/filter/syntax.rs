@@ -65,7 +65,7 @@ fn scan_tokens(source: &str, limits: &Limits) -> Result<(), FilterError> {
         let at = i;
         match c {
             '"' | '\'' => {
-                i = skip_string(&chars, i);
+                i = skip_string(&chars, i, false);
                 continue;
             }
             '(' | '[' | '{' => {
@@ -111,7 +111,11 @@ fn scan_tokens(source: &str, limits: &Limits) -> Result<(), FilterError> {
                         });
                     }
                 }
-                // A string prefix (r"..", b"..") is followed by its literal.
+                // A raw string (r"..", rb"..") has no escapes.
+                let prefix = word.len() <= 2 && word.chars().all(|c| "rRbB".contains(c));
+                if prefix && matches!(chars.get(i), Some('"' | '\'')) {
+                    i = skip_string(&chars, i, word.contains(['r', 'R']));
+                }
                 continue;
             }
             _ => {}
@@ -130,13 +134,13 @@ fn scan_tokens(source: &str, limits: &Limits) -> Result<(), FilterError> {
 }
 
 /// The index just past the string literal that starts at `start` (single,
-/// double or triple quoted; backslash escapes skipped).
-fn skip_string(chars: &[char], start: usize) -> usize {
+/// double or triple quoted; backslash escapes skipped unless `raw`).
+fn skip_string(chars: &[char], start: usize, raw: bool) -> usize {
     let quote = chars[start];
     let triple = chars.get(start + 1) == Some(&quote) && chars.get(start + 2) == Some(&quote);
     let mut i = if triple { start + 3 } else { start + 1 };
     while i < chars.len() {
-        if chars[i] == '\\' {
+        if chars[i] == '\\' && !raw {
             i += 2;
             continue;
         }

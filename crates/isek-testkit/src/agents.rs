@@ -98,7 +98,7 @@ pub fn agent_node(i: u64, n: u64) -> NodeInfo {
         "defaultOutputModes": [mix.pick(&MODES)],
         "skills": skills,
     });
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         card["url"] = json!(url);
         card["protocolVersion"] = json!("0.3.0");
         card["preferredTransport"] = json!("JSONRPC");

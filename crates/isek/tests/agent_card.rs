@@ -335,7 +335,7 @@ fn the_generated_benchmark_cards_are_well_formed() {
     for i in 0..200 {
         let node = isek_testkit::agents::agent_node(i, 10_000);
         let version = validate_metadata(&node.metadata);
-        let expected = if i % 2 == 0 {
+        let expected = if i.is_multiple_of(2) {
             CardVersion::V0_3
         } else {
             CardVersion::V1_0

@@ -297,15 +297,15 @@ pub fn keys_of(metadata: &Metadata) -> BTreeSet<String> {
             }
         }
     }
-    if let Some(serde_json::Value::Object(provider)) = card.get("provider") {
-        if let Some(org) = provider.get("organization").and_then(Scalar::of_json) {
-            let path = [
-                field("agent_card"),
-                field("provider"),
-                field("organization"),
-            ];
-            keys.insert(key(&path, &org));
-        }
+    if let Some(serde_json::Value::Object(provider)) = card.get("provider")
+        && let Some(org) = provider.get("organization").and_then(Scalar::of_json)
+    {
+        let path = [
+            field("agent_card"),
+            field("provider"),
+            field("organization"),
+        ];
+        keys.insert(key(&path, &org));
     }
     for modes in ["defaultInputModes", "defaultOutputModes"] {
         if let Some(value) = card.get(modes) {

@@ -12,51 +12,85 @@ use super::{EvalError, Limits, children};
 use crate::node::Metadata;
 
 /// Which parts of `metadata` a filter reads: everything below a path it names
-/// (`metadata.a.b`, `has(metadata.a.b)`, `metadata["a"]`), and nothing else.
-/// Converting only those keeps the cost of a node independent of the size of
-/// the metadata the filter ignores, with the same answers.
+/// (`metadata.a.b`, `has(metadata.a.b)`, `metadata["a"]`), and through a macro
+/// over a named list only the element paths its variable names
+/// (`metadata.a.skills.map(s, s.id)` reads each skill's `id`). Converting only
+/// those keeps the cost of a node independent of the metadata the filter
+/// ignores, with the same answers: what is left out is never accessed.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Projection {
     /// The whole value.
     All,
-    /// Only these keys of an object (a non-object is taken whole).
+    /// Only these keys of an object (any other value is taken whole).
     Fields(BTreeMap<String, Projection>),
+    /// Every element of a list, each projected so (any other value is taken whole).
+    Items(Box<Projection>),
+}
+
+/// One step of a path below `metadata`.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Field(String),
+    Each,
 }
 
 impl Projection {
     /// The projection of `metadata` that `expr` reads.
     pub(super) fn of(expr: &IdedExpr) -> Projection {
-        let mut projection = Projection::Fields(BTreeMap::new());
+        let mut projection = Projection::empty();
         collect(expr, &mut Vec::new(), &mut projection);
         projection
     }
 
-    fn mark(&mut self, path: &[String]) {
-        let Projection::Fields(fields) = self else {
+    fn empty() -> Projection {
+        Projection::Fields(BTreeMap::new())
+    }
+
+    /// Reads the whole value at `path` (`whole`), or only makes sure the path
+    /// is kept (its leaf at least an empty projection).
+    fn mark(&mut self, path: &[Step], whole: bool) {
+        let Some((first, rest)) = path.split_first() else {
+            if whole {
+                *self = Projection::All;
+            }
             return;
         };
-        match path.split_first() {
-            None => *self = Projection::All,
-            Some((first, rest)) => {
-                let child = fields
-                    .entry(first.clone())
-                    .or_insert_with(|| Projection::Fields(BTreeMap::new()));
-                child.mark(rest);
+        match (first, &mut *self) {
+            (_, Projection::All) => {}
+            (Step::Field(name), Projection::Fields(fields)) => fields
+                .entry(name.clone())
+                .or_insert_with(Projection::empty)
+                .mark(rest, whole),
+            (Step::Each, Projection::Items(items)) => items.mark(rest, whole),
+            (Step::Each, Projection::Fields(fields)) if fields.is_empty() => {
+                let mut items = Projection::empty();
+                items.mark(rest, whole);
+                *self = Projection::Items(Box::new(items));
+            }
+            // Read both as an object and as a list: take it whole.
+            (Step::Field(_), Projection::Items(_)) | (Step::Each, Projection::Fields(_)) => {
+                *self = Projection::All;
             }
         }
     }
 }
 
+/// A variable bound by a macro, and the metadata path its values come from.
+type Binding = (String, Option<Vec<Step>>);
+
 /// The path below `metadata` that `expr` names, if it is a chain of field
-/// selections or constant string indexes on the free variable `metadata`.
-pub(super) fn metadata_path(expr: &IdedExpr, bound: &[String]) -> Option<Vec<String>> {
+/// selections or constant string indexes on the free variable `metadata` or on
+/// a macro variable bound to a metadata path.
+fn metadata_path(expr: &IdedExpr, bound: &[Binding]) -> Option<Vec<Step>> {
     match &expr.expr {
-        Expr::Ident(name) if name == "metadata" && !bound.iter().any(|b| b == name) => {
-            Some(Vec::new())
-        }
+        Expr::Ident(name) => match bound.iter().rev().find(|(b, _)| b == name) {
+            Some((_, path)) => path.clone(),
+            None if name == "metadata" => Some(Vec::new()),
+            None => None,
+        },
         Expr::Select(select) => {
             let mut path = metadata_path(&select.operand, bound)?;
-            path.push(select.field.clone());
+            path.push(Step::Field(select.field.clone()));
             Some(path)
         }
         Expr::Call(call) if call.func_name == operators::INDEX && call.args.len() == 2 => {
@@ -64,27 +98,39 @@ pub(super) fn metadata_path(expr: &IdedExpr, bound: &[String]) -> Option<Vec<Str
                 return None;
             };
             let mut path = metadata_path(&call.args[0], bound)?;
-            path.push(key.inner().to_owned());
+            path.push(Step::Field(key.inner().to_owned()));
             Some(path)
         }
         _ => None,
     }
 }
 
-fn collect(expr: &IdedExpr, bound: &mut Vec<String>, projection: &mut Projection) {
+fn collect(expr: &IdedExpr, bound: &mut Vec<Binding>, projection: &mut Projection) {
     if let Some(path) = metadata_path(expr, bound) {
-        projection.mark(&path);
+        projection.mark(&path, true);
         return;
     }
     if let Expr::Comprehension(c) = &expr.expr {
-        collect(&c.iter_range, bound, projection);
+        // Over a metadata list with one variable: the variable stands for its
+        // elements, and the list is kept (its length, its elements' presence).
+        let element = match (&c.iter_var2, metadata_path(&c.iter_range, bound)) {
+            (None, Some(mut range)) => {
+                range.push(Step::Each);
+                projection.mark(&range, false);
+                Some(range)
+            }
+            _ => {
+                collect(&c.iter_range, bound, projection);
+                None
+            }
+        };
         collect(&c.accu_init, bound, projection);
         let before = bound.len();
-        bound.push(c.iter_var.clone());
+        bound.push((c.iter_var.clone(), element));
         if let Some(v2) = &c.iter_var2 {
-            bound.push(v2.clone());
+            bound.push((v2.clone(), None));
         }
-        bound.push(c.accu_var.clone());
+        bound.push((c.accu_var.clone(), None));
         collect(&c.loop_cond, bound, projection);
         collect(&c.loop_step, bound, projection);
         collect(&c.result, bound, projection);
@@ -159,6 +205,7 @@ impl Budget<'_> {
                     map.insert(Key::String(Arc::new(k.clone())), value);
                 }
             }
+            Projection::Items(_) => return self.object(object, &Projection::All, depth),
             Projection::Fields(fields) => {
                 for (k, p) in fields {
                     if let Some(v) = object.get(k) {
@@ -190,9 +237,13 @@ impl Budget<'_> {
                         self.limits.max_list_items
                     )));
                 }
+                let each = match projection {
+                    Projection::Items(each) => each,
+                    Projection::All | Projection::Fields(_) => &Projection::All,
+                };
                 let mut list = Vec::with_capacity(items.len());
                 for item in items {
-                    list.push(self.value(item, &Projection::All, depth + 1)?);
+                    list.push(self.value(item, each, depth + 1)?);
                 }
                 Value::List(Arc::new(list))
             }

@@ -2,11 +2,12 @@
 //! (its projection), converted within the input limits.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
-use cel::Value;
 use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
-use cel::objects::{Key, Map};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
 
 use super::{EvalError, Limits, children};
 use crate::node::Metadata;
@@ -142,12 +143,13 @@ fn collect(expr: &IdedExpr, bound: &mut Vec<Binding>, projection: &mut Projectio
     }
 }
 
-/// `metadata` as the CEL map the filter reads, or why it is over the limits.
-pub(super) fn convert_metadata(
-    metadata: &Metadata,
+/// `metadata` as the CEL map the filter reads, borrowing the node's strings,
+/// or why it is over the limits.
+pub(super) fn convert_metadata<'v>(
+    metadata: &'v Metadata,
     projection: &Projection,
     limits: &Limits,
-) -> Result<Value, EvalError> {
+) -> Result<Box<dyn Val + 'v>, EvalError> {
     let mut budget = Budget {
         limits,
         values: 0,
@@ -159,10 +161,10 @@ pub(super) fn convert_metadata(
 struct Budget<'a> {
     limits: &'a Limits,
     values: usize,
-    path: Vec<String>,
+    path: Vec<&'a str>,
 }
 
-impl Budget<'_> {
+impl<'a> Budget<'a> {
     fn too_large(&self, problem: String) -> EvalError {
         let mut path = String::from("metadata");
         for p in &self.path {
@@ -188,44 +190,43 @@ impl Budget<'_> {
         Ok(())
     }
 
-    fn object(
+    fn object<'v: 'a>(
         &mut self,
-        object: &serde_json::Map<String, serde_json::Value>,
+        object: &'v serde_json::Map<String, serde_json::Value>,
         projection: &Projection,
         depth: usize,
-    ) -> Result<Value, EvalError> {
+    ) -> Result<Box<dyn Val + 'v>, EvalError> {
         self.count(depth)?;
-        let mut map = HashMap::new();
+        let mut map: HashMap<CelMapKey<'v>, Box<dyn Val + 'v>> = HashMap::new();
         match projection {
-            Projection::All => {
+            Projection::All | Projection::Items(_) => {
                 for (k, v) in object {
-                    self.path.push(k.clone());
+                    self.path.push(k);
                     let value = self.value(v, &Projection::All, depth + 1)?;
                     self.path.pop();
-                    map.insert(Key::String(Arc::new(k.clone())), value);
+                    map.insert(CelMapKey::from(k.as_str()), value);
                 }
             }
-            Projection::Items(_) => return self.object(object, &Projection::All, depth),
             Projection::Fields(fields) => {
                 for (k, p) in fields {
-                    if let Some(v) = object.get(k) {
-                        self.path.push(k.clone());
+                    if let Some((k, v)) = object.get_key_value(k) {
+                        self.path.push(k);
                         let value = self.value(v, p, depth + 1)?;
                         self.path.pop();
-                        map.insert(Key::String(Arc::new(k.clone())), value);
+                        map.insert(CelMapKey::from(k.as_str()), value);
                     }
                 }
             }
         }
-        Ok(Value::Map(Map { map: Arc::new(map) }))
+        Ok(Box::new(CelMap::from(map)))
     }
 
-    fn value(
+    fn value<'v: 'a>(
         &mut self,
-        value: &serde_json::Value,
+        value: &'v serde_json::Value,
         projection: &Projection,
         depth: usize,
-    ) -> Result<Value, EvalError> {
+    ) -> Result<Box<dyn Val + 'v>, EvalError> {
         Ok(match value {
             serde_json::Value::Object(object) => return self.object(object, projection, depth),
             serde_json::Value::Array(items) => {
@@ -245,32 +246,36 @@ impl Budget<'_> {
                 for item in items {
                     list.push(self.value(item, each, depth + 1)?);
                 }
-                Value::List(Arc::new(list))
+                Box::new(CelList::from(list))
             }
-            scalar => {
+            serde_json::Value::Null => {
                 self.count(depth)?;
-                scalar_value(scalar)
+                Box::new(CelNull)
+            }
+            serde_json::Value::Bool(b) => {
+                self.count(depth)?;
+                Box::new(CelBool::from(*b))
+            }
+            serde_json::Value::Number(n) => {
+                self.count(depth)?;
+                number(n)
+            }
+            serde_json::Value::String(s) => {
+                self.count(depth)?;
+                Box::new(CelString::from(s.as_str()))
             }
         })
     }
 }
 
-/// A JSON scalar as CEL sees it: integers as `int` (or `uint` past `i64`),
-/// other numbers as `double`.
-fn scalar_value(value: &serde_json::Value) -> Value {
-    match value {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::Int(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::UInt(u)
-            } else {
-                Value::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(_) | serde_json::Value::Object(_) => Value::Null,
+/// A JSON number as CEL sees it: an integer as `int` (or `uint` past `i64`),
+/// any other number as `double`.
+fn number<'v>(n: &serde_json::Number) -> Box<dyn Val + 'v> {
+    if let Some(i) = n.as_i64() {
+        Box::new(CelInt::from(i))
+    } else if let Some(u) = n.as_u64() {
+        Box::new(CelUInt::from(u))
+    } else {
+        Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
     }
 }

@@ -96,7 +96,7 @@ fn main() {
         let mut matched = 0;
         for _ in 0..scans {
             let t = Instant::now();
-            matched = nodes.values().filter(|node| filter.matches(node)).count();
+            matched = filter.select(nodes.values()).len();
             samples.push(t.elapsed());
         }
         println!(
@@ -171,7 +171,7 @@ fn main() {
     let mut matched = 0;
     for _ in 0..scans {
         let t = Instant::now();
-        matched = index.nodes().filter(|node| same.matches(node)).count();
+        matched = same.select(index.nodes()).len();
         scan_samples.push(t.elapsed());
     }
     let scan_p50 = median(scan_samples);

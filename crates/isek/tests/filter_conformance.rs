@@ -404,6 +404,12 @@ fn index_and_scan_agree_with_the_expected_nodes() {
             .map(|n| n.node_id.clone()));
         let selection = index.select(&filter);
         let indexed = ids(selection.nodes.iter().map(|n| n.node_id.clone()));
+        let selected = ids(filter.select(&nodes).into_iter().map(|n| n.node_id.clone()));
+        if selected != scanned {
+            failures.push(format!(
+                "{source}: Filter::select gave {selected:?}, a scan {scanned:?}"
+            ));
+        }
         if scanned != expected {
             failures.push(format!(
                 "{source}: scan gave {scanned:?}, expected {expected:?}"

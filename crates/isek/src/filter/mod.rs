@@ -23,7 +23,8 @@
 //! [`Limits::max_input_values`] values): such a node does not match, with an
 //! [`EvalError`]. So one node costs at most about `max_cost` interpreter steps
 //! plus converting at most `max_input_values` JSON values, whatever the
-//! expression; typical filters cost under a hundred steps.
+//! expression. The estimate assumes every list has `max_list_items` items, so
+//! a typical filter is estimated at a few thousand steps and costs far fewer.
 //!
 //! **Semantics.** CEL's: a missing field is an error, and an error is not a
 //! match (`!(metadata.x == 1)` does not match a node without `x`; test with
@@ -60,8 +61,9 @@ pub struct Limits {
     /// Most operators (`.`, `==`, `&&`, `(`, `,`, ...) in one expression; keeps
     /// the parser's and the evaluator's recursion shallow.
     pub max_operators: usize,
-    /// Deepest nesting of parentheses, brackets and sub-expressions, as the CEL
-    /// parser counts it (about three rule levels per parenthesis).
+    /// Deepest nesting of parentheses, brackets and braces (outside string
+    /// literals), checked before parsing; the CEL parser's own recursion limit
+    /// is set to twice this as a backstop.
     pub max_depth: u16,
     /// Most macros (`map`, `filter`, `exists`, `all`, `exists_one`) nested in
     /// one another.

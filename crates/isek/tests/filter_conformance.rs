@@ -368,6 +368,26 @@ const TABLE: &[(&str, PlanKind, &[u16])] = &[
         I,
         &[16],
     ),
+    (
+        r#"metadata.agent_card.skills.map(s, s).size() == 2"#,
+        S,
+        &[2, 4, 8, 12],
+    ),
+    (
+        r#"metadata.agent_card.skills.exists(s, s == {"id": "web-search"})"#,
+        S,
+        &[8],
+    ),
+    (
+        r#"metadata.agent_card.skills.exists(s, s.id == "web-search" && size(s.tags) == 1)"#,
+        I,
+        &[4, 12],
+    ),
+    (
+        r#"metadata.agent_card.skills.exists(s, s.id == "plan") && metadata.agent_card.skills.exists(s, size(s) == 2)"#,
+        I,
+        &[12],
+    ),
 ];
 
 fn ids(nodes: impl IntoIterator<Item = String>) -> Vec<String> {

@@ -32,6 +32,7 @@
 //!   registrations, lease tokens, signed operations, admin token, node cap).
 //! - [`transport`]: the accept loop: plain HTTP or HTTPS (rustls), header-read,
 //!   request and handshake timeouts, graceful shutdown.
+//! - [`ui`]: the operators' dashboard at `/ui/`, static files embedded in the binary.
 //! - [`config`]: [`Config`] and [`Limits`]; [`error`]: [`Error`].
 //!
 //! Invariants: a register or deregister is answered only after its commit is durable
@@ -55,6 +56,7 @@ pub mod server;
 mod snapshot;
 pub mod store;
 pub mod transport;
+pub mod ui;
 pub mod writer;
 
 pub use config::{Config, DEFAULT_LEASE_TTL, Limits};

@@ -14,11 +14,13 @@ import { chromium } from "playwright-core";
 export const CHROMIUM = "/usr/bin/chromium";
 export const ARTIFACTS = process.env.ISEK_UI_ARTIFACTS || join(tmpdir(), "isek-ui-artifacts");
 
-/** Starts a center; resolves to {url, stop()} once it announced its address. */
+/** Starts a center (on a free port unless `extraArgs` has --listen); resolves to
+ * {url, stop()} once it announced its address. */
 export function startCenter(extraArgs = []) {
   const bin = process.env.ISEK_BIN;
   if (!bin) throw new Error("ISEK_BIN is not set (run scripts/ui-tests.sh)");
-  const child = spawn(bin, ["center", "--in-memory", "--listen", "127.0.0.1:0", ...extraArgs], {
+  const listen = extraArgs.includes("--listen") ? [] : ["--listen", "127.0.0.1:0"];
+  const child = spawn(bin, ["center", "--in-memory", ...listen, ...extraArgs], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use isek_center::Config;
-use isek_center::ui::CONTENT_SECURITY_POLICY;
+use isek_center::http::ui::CONTENT_SECURITY_POLICY;
 use tower::ServiceExt;
 
 async fn router() -> Router {
@@ -49,7 +49,7 @@ fn assert_not_found(status: StatusCode, headers: &HeaderMap, body: &str) {
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
     assert_eq!(
         body,
-        isek_center::json::envelope_without_data(
+        isek_center::render::envelope_without_data(
             404,
             "The requested URL was not found on the server."
         )

@@ -65,7 +65,7 @@ const fn etag_bytes(hash: u64) -> [u8; 18] {
 /// Declares an embedded file: its ETag is computed when the crate is compiled.
 macro_rules! asset {
     ($name:literal, $content_type:literal) => {{
-        const BODY: &[u8] = include_bytes!(concat!("../ui/", $name));
+        const BODY: &[u8] = include_bytes!(concat!("../../ui/", $name));
         const ETAG: [u8; 18] = etag_bytes(fnv1a(BODY));
         Asset {
             name: $name,
@@ -161,7 +161,7 @@ fn serve(name: &str, headers: &HeaderMap) -> Response {
 /// The center's JSON 404 envelope, as for any unknown path.
 fn not_found() -> Response {
     let body =
-        crate::json::envelope_without_data(404, "The requested URL was not found on the server.");
+        crate::render::envelope_without_data(404, "The requested URL was not found on the server.");
     let mut response = (StatusCode::NOT_FOUND, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

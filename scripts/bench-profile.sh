@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Profiles the release `isek center` under one isek-bench load with perf, and prints
-# the hottest symbols. For finding where the center spends its CPU.
+# Profiles `isek center` built with the `profiling` profile (release code plus debug
+# info, see Cargo.toml; the shipped release profile has none) under one isek-bench
+# load with perf, and prints the hottest symbols. For finding where the center spends
+# its CPU.
 #
 # Usage: scripts/bench-profile.sh SCENARIO [SECONDS] [CONNECTIONS]
 #   SCENARIO: renew | register | list   (renew and list run against 10,000 nodes)
-# Needs: perf (linux-perf), release builds (scripts/bench.sh builds them).
+# Needs: perf (linux-perf); builds `--profile profiling` of isek-cli and isek-bench
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
@@ -17,9 +20,9 @@ case "$scenario" in
   renew) connections=${3:-64} ;;
   *) echo "unknown scenario $scenario (renew, register, list)" >&2; exit 2 ;;
 esac
-bench="$target"/release/isek-bench
-isek="$target"/release/isek
-[[ -x $bench && -x $isek ]] || cargo build --release -p isek-cli -p isek-bench
+bench="$target"/profiling/isek-bench
+isek="$target"/profiling/isek
+cargo build --profile profiling -p isek-cli -p isek-bench
 
 work=$(mktemp -d /tmp/isek-profile.XXXXXX)
 center_pid=""

@@ -33,6 +33,7 @@ pub fn router(center: Center) -> Router {
         .route(AVAILABLE_NODES_PATH, get(available_nodes))
         .route(NODES_PATH, get(nodes))
         .route(WATCH_PATH, get(watch))
+        .merge(super::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(center)

@@ -6,7 +6,8 @@
 //!   kinds ([`crate::policy::RefusalKind`], [`crate::WriteError`]) to statuses;
 //! - [`handlers`]: the axum router and handlers;
 //! - [`transport`]: the accept loop (plain HTTP or rustls), timeouts, drain;
-//! - [`server`]: [`app`] and [`run`], the center wired to a listener.
+//! - [`server`]: [`app`] and [`run`], the center wired to a listener;
+//! - [`ui`]: the operators' dashboard at `/ui/`, static files embedded in the binary.
 //!
 //! axum, hyper, tower and rustls types appear only below this module; nothing under
 //! `crate::http` is imported by a lower layer.
@@ -16,6 +17,7 @@ mod rejection;
 pub mod request;
 pub mod server;
 pub mod transport;
+pub mod ui;
 
 pub use rejection::{Rejection, status_of};
 pub use server::{app, run};

@@ -193,7 +193,7 @@ async fn keep_alives_in_flight_stay_within_the_bound() {
     done.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
     let peak = peak.load(Ordering::Relaxed);
-    assert!(peak >= 1 && peak <= bound, "peak in flight {peak}");
+    assert!((1..=bound).contains(&peak), "peak in flight {peak}");
     assert_eq!(reg.keep_alives_in_flight(), 0);
 
     // Callers that give up (dropped futures) leave nothing behind once etcd answers.

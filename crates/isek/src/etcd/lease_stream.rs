@@ -11,7 +11,8 @@
 //! wait for a slot, within their timeout); a waiter whose caller gave up stays in the
 //! table, holding its slot, until its answer or the end of its connection removes it.
 //! When the stream breaks (etcd restarted, connection lost), every waiter on it is told
-//! so and retries once on a fresh stream, opened by the next keep-alive.
+//! so and sends again (at most three attempts in all, within the timeout) on a fresh
+//! stream, opened by the next keep-alive with its own lease as the first request.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -123,8 +124,11 @@ pub(super) struct LeaseStream {
     max_in_flight: usize,
     /// Waiters by lease id.
     pending: Arc<Mutex<Pending>>,
-    /// The current stream, if one is open. Locked only to read it or open a new one.
-    connection: tokio::sync::Mutex<Option<Connection>>,
+    /// The current stream, if one was opened (it may have broken since). A std mutex,
+    /// held only to clone or replace it.
+    current: Mutex<Option<Arc<Connection>>>,
+    /// Held by the one caller opening a new stream.
+    opening: tokio::sync::Mutex<()>,
     /// Source of connection generations.
     generations: AtomicU64,
 }
@@ -145,7 +149,8 @@ impl LeaseStream {
             slots: Arc::new(Semaphore::new(max_in_flight)),
             max_in_flight,
             pending: Arc::new(Mutex::new(Pending::default())),
-            connection: tokio::sync::Mutex::new(None),
+            current: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
             generations: AtomicU64::new(0),
         }
     }
@@ -205,7 +210,12 @@ impl LeaseStream {
         permit: OwnedSemaphorePermit,
         deadline: Instant,
     ) -> Result<Sent> {
-        let mut connection = tokio::time::timeout_at(deadline, self.connection.lock())
+        let permit = match self.enqueue(lease, permit) {
+            Ok(reply) => return Ok(Sent::Waiting(reply)),
+            Err(permit) => permit,
+        };
+        // No usable stream: one caller opens it while the others wait, then use it.
+        let _opening = tokio::time::timeout_at(deadline, self.opening.lock())
             .await
             .map_err(|_| {
                 Error::Unavailable(format!(
@@ -213,36 +223,56 @@ impl LeaseStream {
                     self.endpoints, self.timeout
                 ))
             })?;
-        if let Some(open) = connection.as_ref()
-            && !open.broken.load(Ordering::Acquire)
-        {
-            let (tx, rx) = oneshot::channel();
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            // Never full: the channel holds at most one id per slot.
-            if open.requests.try_send(lease).is_ok() {
-                pending
-                    .by_lease
-                    .entry(lease)
-                    .or_default()
-                    .push_back(Waiter {
-                        generation: open.generation,
-                        reply: tx,
-                        _permit: permit,
-                    });
-                pending.len += 1;
-                return Ok(Sent::Waiting(rx));
-            }
-            // The writer is gone: the stream is broken; open a new one below.
-        }
-        *connection = None;
-        let opened = self.open(lease, deadline).await?;
-        match opened {
+        let permit = match self.enqueue(lease, permit) {
+            Ok(reply) => return Ok(Sent::Waiting(reply)),
+            Err(permit) => permit,
+        };
+        // The opening request is answered before `open` returns: it needs no slot.
+        drop(permit);
+        match self.open(lease, deadline).await? {
             Opened::Gone => Ok(Sent::Answered(KeepAlive::Gone)),
             Opened::Open(open) => {
-                *connection = Some(open);
+                *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(open));
                 Ok(Sent::Answered(KeepAlive::Alive { revision: None }))
             }
         }
+    }
+
+    /// Queues a keep-alive for `lease` on the current stream if it is healthy; hands
+    /// the slot back when there is none. Never awaits: refreshes share no async lock
+    /// (a fair one hands over to the next waiter only once that task is scheduled,
+    /// which serialises every refresh behind the scheduler).
+    fn enqueue(
+        &self,
+        lease: i64,
+        permit: OwnedSemaphorePermit,
+    ) -> std::result::Result<oneshot::Receiver<Answer>, OwnedSemaphorePermit> {
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(open) = current.filter(|c| !c.broken.load(Ordering::Acquire)) else {
+            return Err(permit);
+        };
+        let (tx, rx) = oneshot::channel();
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        // Never full (the channel holds at most one id per slot); closed when the
+        // writer is gone, i.e. the stream broke.
+        if open.requests.try_send(lease).is_err() {
+            return Err(permit);
+        }
+        pending
+            .by_lease
+            .entry(lease)
+            .or_default()
+            .push_back(Waiter {
+                generation: open.generation,
+                reply: tx,
+                _permit: permit,
+            });
+        pending.len += 1;
+        Ok(rx)
     }
 
     /// Opens a new stream, whose first request renews `lease`, and starts its writer

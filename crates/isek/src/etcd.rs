@@ -737,19 +737,23 @@ impl Registry for EtcdRegistry {
         }
         let inner = &self.inner;
         let key = node_key(&inner.parent, node_id);
-        let public_key = inner.identity.public_key().to_base64().to_owned();
-        let info = node_info_value(node_id, host, port, &public_key, &metadata);
-        let signature = inner.identity.sign(&canonical::to_sorted_bytes(&info));
-        let value = encode_entry(
-            &info,
-            &signature.to_base64(),
-            Some(SignatureAlg::ES256_NAME),
-        );
+        // The entry is signed while the lease grant is on its way (the grant is sent
+        // when first polled, before the signing runs).
         let mut lc = inner.client.lease_client();
-        let lease = inner
-            .call("lease grant", lc.grant(inner.ttl_secs, None))
-            .await?
-            .id();
+        let (granted, value) = tokio::join!(
+            inner.call("lease grant", lc.grant(inner.ttl_secs, None)),
+            async {
+                let public_key = inner.identity.public_key().to_base64().to_owned();
+                let info = node_info_value(node_id, host, port, &public_key, &metadata);
+                let signature = inner.identity.sign(&canonical::to_sorted_bytes(&info));
+                encode_entry(
+                    &info,
+                    &signature.to_base64(),
+                    Some(SignatureAlg::ES256_NAME),
+                )
+            }
+        );
+        let lease = granted?.id();
         // One fresh lease for this node, then one transaction that writes the entry if
         // the key is free, or else reads what holds it: two writes, no read first. Only
         // when the key is held (by our own entry: a re-registration) does a second

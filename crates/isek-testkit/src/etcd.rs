@@ -224,6 +224,44 @@ impl EtcdServer {
     }
 }
 
+impl EtcdServer {
+    /// The sum of every sample of the Prometheus metric `name` (e.g.
+    /// `grpc_server_started_total`) whose labels contain each of `labels` (e.g.
+    /// `grpc_method="LeaseKeepAlive"`), from etcd's `/metrics`: lets tests observe what
+    /// the server saw, such as how many keep-alive streams a client opened.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> Result<f64, EtcdStartError> {
+        let body = http_get(self.client_port, "/metrics")
+            .await
+            .map_err(|e| EtcdStartError(format!("cannot read etcd metrics: {e}")))?;
+        let mut total = 0.0;
+        for line in body.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let (metric, label_set) = series.split_once('{').unwrap_or((series, ""));
+            if metric == name && labels.iter().all(|l| label_set.contains(l)) {
+                total += value.parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// `GET path` on etcd's client port (plain HTTP/1.0), the whole response as text.
+async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 5 s")))
+}
+
 /// Whether etcd on `port` answers `GET /health` with `"health":"true"`.
 async fn healthy(port: u16) -> bool {
     let check = async {

@@ -9,6 +9,13 @@
 //!
 //! Every etcd call is bounded by the configured timeout: an unreachable etcd yields
 //! [`Error::Unavailable`] naming the endpoints, never a hang.
+//!
+//! Refreshes of every lease a registry holds share one long-lived keep-alive stream
+//! ([`lease_stream`]). A refresh costs one keep-alive on it; the key is read again only
+//! when etcd changed since the registry last saw the key attached to the lease (the
+//! keep-alive answer's header revision says so), so the ownership check stays exact.
+
+mod lease_stream;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -19,7 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    KeyValue, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
+    KeyValue, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 use futures::StreamExt as _;
 use tonic::Code;
@@ -32,6 +39,7 @@ use crate::wire::etcd::{
     ListedEntry, StoredEntry, encode_entry, node_info_value, node_key, parent_prefix,
 };
 use crate::{Error, Metadata, NodeInfo, Registry, Result};
+use lease_stream::{KeepAlive, LeaseStream};
 
 /// Parent namespace of the original ISEK (`/root/{node_id}`).
 pub const DEFAULT_PARENT: &str = "root";
@@ -41,6 +49,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a write is retried when a concurrent write changed the key in between.
 const MAX_WRITE_ATTEMPTS: usize = 5;
+/// Default bound on keep-alives awaiting etcd's answer on the shared stream.
+pub const DEFAULT_MAX_KEEPALIVE_IN_FLIGHT: usize = 1024;
 
 /// TLS settings for etcd endpoints given as `https://...`.
 #[derive(Clone, Default)]
@@ -78,6 +88,10 @@ pub struct EtcdConfig {
     pub tls: Option<EtcdTls>,
     /// Bound on connecting and on every request.
     pub timeout: Duration,
+    /// Bound on lease keep-alives awaiting etcd's answer at once on the registry's one
+    /// keep-alive stream; further refreshes wait for a slot (within `timeout`, then
+    /// [`Error::Unavailable`]).
+    pub max_keepalive_in_flight: usize,
 }
 
 impl fmt::Debug for EtcdConfig {
@@ -89,6 +103,7 @@ impl fmt::Debug for EtcdConfig {
             .field("user", &self.credentials.as_ref().map(|(u, _)| u))
             .field("tls", &self.tls)
             .field("timeout", &self.timeout)
+            .field("max_keepalive_in_flight", &self.max_keepalive_in_flight)
             .finish()
     }
 }
@@ -103,6 +118,7 @@ impl EtcdConfig {
             credentials: None,
             tls: None,
             timeout: DEFAULT_TIMEOUT,
+            max_keepalive_in_flight: DEFAULT_MAX_KEEPALIVE_IN_FLIGHT,
         }
     }
 
@@ -137,6 +153,12 @@ impl EtcdConfig {
     /// Sets the connect and request timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets the bound on keep-alives awaiting an answer at once (at least 1).
+    pub fn max_keepalive_in_flight(mut self, max: usize) -> Self {
+        self.max_keepalive_in_flight = max;
         self
     }
 
@@ -223,13 +245,30 @@ struct Inner {
     timeout: Duration,
     /// The endpoints, for error messages.
     endpoints: String,
-    /// Leases this instance granted, by node id: a refresh then needs no read.
-    /// A std mutex, never held across an await.
-    leases: Mutex<HashMap<String, i64>>,
+    /// The one keep-alive stream every refresh of this registry goes through.
+    keep_alive: LeaseStream,
+    /// The lease of each node this instance registered or refreshed, and the revision
+    /// at which its key was last seen attached to it: a refresh whose keep-alive
+    /// reports no newer revision needs no read. A std mutex, never held across an await.
+    leases: Mutex<HashMap<String, CachedLease>>,
     /// Outcome of checking each key's value, reused while the value is byte-identical
     /// (verification is a pure function of key and value, and costs ~150 µs): repeated
     /// listings only verify what changed. Pruned to the keys of the latest listing.
     checked: Mutex<HashMap<Vec<u8>, CheckedValue>>,
+}
+
+/// What a registry knows about one of its nodes' leases.
+#[derive(Debug, Clone, Copy)]
+struct CachedLease {
+    /// The lease the node's key is attached to.
+    lease: i64,
+    /// The key's `mod_revision` when it held our entry on `lease`: a key still on our
+    /// lease but with another `mod_revision` was rewritten (e.g. `put --ignore-lease`)
+    /// and must be read and checked again.
+    mod_revision: i64,
+    /// A store revision at which the key was seen unchanged: if etcd's revision is
+    /// still at most this, nothing changed the key since.
+    seen_at: i64,
 }
 
 /// A cached verification outcome.
@@ -301,10 +340,21 @@ impl EtcdRegistry {
         if config.timeout.is_zero() {
             return Err(Error::InvalidArgument("timeout must be positive".into()));
         }
+        if config.max_keepalive_in_flight == 0 {
+            return Err(Error::InvalidArgument(
+                "max_keepalive_in_flight must be positive".into(),
+            ));
+        }
         let ttl_secs = i64::try_from(config.ttl.as_secs()).unwrap_or(i64::MAX)
             + i64::from(config.ttl.subsec_nanos() > 0);
         Ok(Self {
             inner: Arc::new(Inner {
+                keep_alive: LeaseStream::new(
+                    client.clone(),
+                    config.timeout,
+                    config.endpoints.join(","),
+                    config.max_keepalive_in_flight,
+                ),
                 client,
                 identity,
                 prefix: parent_prefix(&config.parent_node_id),
@@ -326,6 +376,12 @@ impl EtcdRegistry {
     /// The parent namespace.
     pub fn parent_node_id(&self) -> &str {
         &self.inner.parent
+    }
+
+    /// How many lease keep-alives are awaiting etcd's answer on the shared stream
+    /// (at most the configured `max_keepalive_in_flight`): for metrics and tests.
+    pub fn keep_alives_in_flight(&self) -> usize {
+        self.inner.keep_alive.in_flight()
     }
 
     /// The underlying etcd client, e.g. for tools that need raw access.
@@ -380,9 +436,15 @@ impl Inner {
 
     /// Reads one key.
     async fn read_key(&self, key: &str) -> Result<Option<KeyValue>> {
+        Ok(self.read_key_at(key).await?.0)
+    }
+
+    /// Reads one key, with the store revision of the read.
+    async fn read_key_at(&self, key: &str) -> Result<(Option<KeyValue>, i64)> {
         let mut kv = self.client.kv_client();
         let mut resp = self.call("get", kv.get(key, None)).await?;
-        Ok(resp.take_kvs().into_iter().next())
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        Ok((resp.take_kvs().into_iter().next(), revision))
     }
 
     /// Reads every key under the prefix, with the revision of the read.
@@ -562,35 +624,20 @@ impl Inner {
         }
     }
 
-    /// Whether `key` exists and is attached to `lease`. A serializable keys-only read:
-    /// answered locally by the member, without a round of consensus; at worst a few
-    /// milliseconds stale, which the next refresh catches.
-    async fn key_has_lease(&self, key: &str, lease: i64) -> Result<bool> {
+    /// The lease and `mod_revision` of `key` (`None` when absent), and the revision of
+    /// the read. A linearizable keys-only read: it sees every write acknowledged before
+    /// it, and ships no value.
+    async fn key_state(&self, key: &str) -> Result<(Option<(i64, i64)>, i64)> {
         let mut kv = self.client.kv_client();
-        let options = GetOptions::new().with_keys_only().with_serializable();
+        let options = GetOptions::new().with_keys_only();
         let resp = self.call("lease check", kv.get(key, Some(options))).await?;
-        Ok(resp.kvs().first().is_some_and(|kv| kv.lease() == lease))
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let state = resp.kvs().first().map(|kv| (kv.lease(), kv.mod_revision()));
+        Ok((state, revision))
     }
 
-    /// Sends one keep-alive for `lease`: `Ok(false)` when the lease no longer exists.
-    async fn keep_alive_once(&self, lease: i64) -> Result<bool> {
-        let mut lc = self.client.lease_client();
-        match tokio::time::timeout(self.timeout, lc.keep_alive(lease)).await {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(etcd_client::Error::LeaseKeepAliveError(msg))) if msg.contains("not found") => {
-                Ok(false)
-            }
-            Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.code() == Code::NotFound => Ok(false),
-            Ok(Err(e)) => Err(map_etcd_error(&self.endpoints, "lease keep-alive", e)),
-            Err(_) => Err(Error::Unavailable(format!(
-                "etcd at {}: lease keep-alive got no answer within {:?}",
-                self.endpoints, self.timeout
-            ))),
-        }
-    }
-
-    /// The lease this instance granted for `node_id`, if any.
-    fn cached_lease(&self, node_id: &str) -> Option<i64> {
+    /// What this instance knows about the lease of `node_id`, if anything.
+    fn cached_lease(&self, node_id: &str) -> Option<CachedLease> {
         self.leases
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -599,7 +646,7 @@ impl Inner {
     }
 
     /// Records (or forgets, with `None`) the lease of `node_id`.
-    fn set_cached_lease(&self, node_id: &str, lease: Option<i64>) {
+    fn set_cached_lease(&self, node_id: &str, lease: Option<CachedLease>) {
         let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
         match lease {
             Some(l) => {
@@ -608,6 +655,25 @@ impl Inner {
             None => {
                 leases.remove(node_id);
             }
+        }
+    }
+
+    /// Moves the revision at which `node_id`'s key was seen on `lease` forward, unless
+    /// the cache meanwhile holds another lease (a concurrent register replaced it).
+    fn saw_lease_at(&self, node_id: &str, lease: i64, revision: i64) {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cached) = leases.get_mut(node_id)
+            && cached.lease == lease
+        {
+            cached.seen_at = cached.seen_at.max(revision);
+        }
+    }
+
+    /// Forgets the lease of `node_id` if it is still `lease`.
+    fn forget_lease(&self, node_id: &str, lease: i64) {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        if leases.get(node_id).is_some_and(|c| c.lease == lease) {
+            leases.remove(node_id);
         }
     }
 }
@@ -671,53 +737,88 @@ impl Registry for EtcdRegistry {
         }
         let inner = &self.inner;
         let key = node_key(&inner.parent, node_id);
-        let public_key = inner.identity.public_key().to_base64().to_owned();
-        let info = node_info_value(node_id, host, port, &public_key, &metadata);
-        let signature = inner.identity.sign(&canonical::to_sorted_bytes(&info));
-        let value = encode_entry(
-            &info,
-            &signature.to_base64(),
-            Some(SignatureAlg::ES256_NAME),
+        // The entry is signed while the lease grant is on its way (the grant is sent
+        // when first polled, before the signing runs).
+        let mut lc = inner.client.lease_client();
+        let (granted, value) = tokio::join!(
+            inner.call("lease grant", lc.grant(inner.ttl_secs, None)),
+            async {
+                let public_key = inner.identity.public_key().to_base64().to_owned();
+                let info = node_info_value(node_id, host, port, &public_key, &metadata);
+                let signature = inner.identity.sign(&canonical::to_sorted_bytes(&info));
+                encode_entry(
+                    &info,
+                    &signature.to_base64(),
+                    Some(SignatureAlg::ES256_NAME),
+                )
+            }
         );
+        let lease = granted?.id();
+        // One fresh lease for this node, then one transaction that writes the entry if
+        // the key is free, or else reads what holds it: two writes, no read first. Only
+        // when the key is held (by our own entry: a re-registration) does a second
+        // transaction replace it, guarded by the `mod_revision` just read. (Sending the
+        // grant and the transaction together, with a lease id chosen here, measured no
+        // faster: etcd does not commit them as one, and the put overtakes the grant
+        // about half the time; see the `etcd_bench` example.)
+        let put_or_read = |guard: Compare| {
+            Txn::new()
+                .when([guard])
+                .and_then([TxnOp::put(
+                    key.as_str(),
+                    value.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )])
+                .or_else([TxnOp::get(key.as_str(), None)])
+        };
+        let free = || Compare::create_revision(key.as_str(), CompareOp::Equal, 0);
+        let mut kv = inner.client.kv_client();
+        let mut guard = free();
+        let mut replaced_lease = 0;
         for _ in 0..MAX_WRITE_ATTEMPTS {
-            let current = inner.read_key(&key).await?;
-            let guard = match &current {
-                None => Compare::create_revision(key.as_str(), CompareOp::Equal, 0),
-                Some(kv) => {
-                    inner.ensure_replaceable(node_id, kv)?;
-                    Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision())
-                }
-            };
-            let mut lc = inner.client.lease_client();
-            let lease = inner
-                .call("lease grant", lc.grant(inner.ttl_secs, None))
-                .await?
-                .id();
-            let txn = Txn::new().when([guard]).and_then([TxnOp::put(
-                key.as_str(),
-                value.as_str(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-            let mut kv = inner.client.kv_client();
-            let outcome = inner.call("register transaction", kv.txn(txn)).await;
-            match outcome {
-                Ok(resp) if resp.succeeded() => {
-                    if let Some(old) = current.map(|kv| kv.lease())
-                        && old != 0
-                        && old != lease
-                    {
-                        inner.revoke_quietly(old).await;
-                    }
-                    inner.set_cached_lease(node_id, Some(lease));
-                    return Ok(());
-                }
-                Ok(_) => inner.revoke_quietly(lease).await,
+            let resp = match inner
+                .call("register transaction", kv.txn(put_or_read(guard)))
+                .await
+            {
+                Ok(resp) => resp,
                 Err(e) => {
                     inner.revoke_quietly(lease).await;
                     return Err(e);
                 }
+            };
+            if resp.succeeded() {
+                if replaced_lease != 0 && replaced_lease != lease {
+                    inner.revoke_quietly(replaced_lease).await;
+                }
+                let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+                inner.set_cached_lease(
+                    node_id,
+                    Some(CachedLease {
+                        lease,
+                        mod_revision: revision,
+                        seen_at: revision,
+                    }),
+                );
+                return Ok(());
             }
+            let current = resp.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
+                _ => None,
+            });
+            guard = match current {
+                // Gone again in between: write it as new.
+                None => free(),
+                Some(kv) => {
+                    if let Err(e) = inner.ensure_replaceable(node_id, &kv) {
+                        inner.revoke_quietly(lease).await;
+                        return Err(e);
+                    }
+                    replaced_lease = kv.lease();
+                    Compare::mod_revision(key.as_str(), CompareOp::Equal, kv.mod_revision())
+                }
+            };
         }
+        inner.revoke_quietly(lease).await;
         Err(Error::Conflict(format!(
             "node '{node_id}': its entry kept changing during registration"
         )))
@@ -727,37 +828,57 @@ impl Registry for EtcdRegistry {
         validate_segment("node_id", node_id)?;
         let inner = &self.inner;
         let key = node_key(&inner.parent, node_id);
-        if let Some(lease) = inner.cached_lease(node_id) {
-            // The lease we granted, kept alive while (concurrently) checking the key
-            // still carries it: a key deleted or replaced behind our back must surface
-            // as NotFound / PermissionDenied, not as a lease kept alive for nothing.
-            let (alive, attached) = tokio::join!(
-                inner.keep_alive_once(lease),
-                inner.key_has_lease(&key, lease)
-            );
-            let (alive, attached) = (alive?, attached?);
-            if alive && attached {
-                return Ok(());
-            }
-            inner.set_cached_lease(node_id, None);
-            if alive {
-                inner.revoke_quietly(lease).await;
+        if let Some(cached) = inner.cached_lease(node_id) {
+            // The lease we know, renewed on the shared stream. The answer carries etcd's
+            // revision: if nothing was written since we last saw our entry on the key,
+            // the key is still ours and on this lease; otherwise look again, so that a
+            // key deleted, replaced or rewritten behind our back surfaces as NotFound /
+            // PermissionDenied, not as a lease kept alive for nothing.
+            match inner.keep_alive.keep_alive(cached.lease).await? {
+                KeepAlive::Alive {
+                    revision: Some(revision),
+                } if revision <= cached.seen_at => return Ok(()),
+                KeepAlive::Alive { .. } => match inner.key_state(&key).await? {
+                    (Some((lease, mod_revision)), revision)
+                        if lease == cached.lease && mod_revision == cached.mod_revision =>
+                    {
+                        inner.saw_lease_at(node_id, lease, revision);
+                        return Ok(());
+                    }
+                    // Rewritten on our lease: whose entry it now is, the read below tells.
+                    (Some((lease, _)), _) if lease == cached.lease => {
+                        inner.forget_lease(node_id, cached.lease);
+                    }
+                    // Our lease no longer holds the key: it keeps nothing alive.
+                    _ => {
+                        inner.forget_lease(node_id, cached.lease);
+                        inner.revoke_quietly(cached.lease).await;
+                    }
+                },
+                KeepAlive::Gone => inner.forget_lease(node_id, cached.lease),
             }
         }
         // Not granted here (another process registered it with the same identity), or
-        // our lease is gone: find the lease on the key, if the entry is ours.
-        let kv = inner
-            .read_key(&key)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("node '{node_id}' is not registered")))?;
+        // our lease is gone or was rewritten: find the lease on the key, if the entry is
+        // ours.
+        let (kv, read_at) = inner.read_key_at(&key).await?;
+        let kv =
+            kv.ok_or_else(|| Error::NotFound(format!("node '{node_id}' is not registered")))?;
         inner.ensure_owned(node_id, &kv)?;
         let lease = kv.lease();
-        if lease == 0 || !inner.keep_alive_once(lease).await? {
+        if lease == 0 || inner.keep_alive.keep_alive(lease).await? == KeepAlive::Gone {
             return Err(Error::NotFound(format!(
                 "lease of node '{node_id}' has expired"
             )));
         }
-        inner.set_cached_lease(node_id, Some(lease));
+        inner.set_cached_lease(
+            node_id,
+            Some(CachedLease {
+                lease,
+                mod_revision: kv.mod_revision(),
+                seen_at: read_at,
+            }),
+        );
         Ok(())
     }
 

@@ -588,3 +588,40 @@ async fn credentials_reach_an_etcd_with_auth_enabled() {
     let err = anonymous.get_available_nodes().await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied(_)), "{err}");
 }
+
+#[tokio::test]
+async fn refresh_refuses_a_key_rewritten_on_its_own_lease() {
+    // `put --ignore-lease` (or a put naming our lease id, which any reader can see)
+    // replaces the entry but leaves the key on our lease: the key is no longer ours,
+    // whatever lease it is on.
+    let etcd = EtcdServer::start().await.unwrap();
+    let reg = registry(&etcd, "root", &NodeIdentity::generate()).await;
+    let mut raw = raw_client(&etcd).await;
+    let spec = spec();
+    let original = spec["samples"]["ascii"]["value_exact"].as_str().unwrap();
+    reg.register_node("node-a", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    reg.lease_refresh("node-a").await.unwrap();
+    let ignore = etcd_client::PutOptions::new().with_ignore_lease();
+    raw.put("/root/node-a", original, Some(ignore))
+        .await
+        .unwrap();
+    let err = reg.lease_refresh("node-a").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied(_)), "{err}");
+
+    reg.register_node("node-b", "h", 1, Metadata::new())
+        .await
+        .unwrap();
+    reg.lease_refresh("node-b").await.unwrap();
+    let lease = raw.get("/root/node-b", None).await.unwrap().kvs()[0].lease();
+    let same_lease = etcd_client::PutOptions::new().with_lease(lease);
+    raw.put("/root/node-b", original, Some(same_lease))
+        .await
+        .unwrap();
+    let err = reg.lease_refresh("node-b").await.unwrap_err();
+    assert!(matches!(err, Error::PermissionDenied(_)), "{err}");
+    // Asked again (nothing cached any more), still refused.
+    let again = reg.lease_refresh("node-b").await.unwrap_err();
+    assert!(matches!(again, Error::PermissionDenied(_)), "{again}");
+}

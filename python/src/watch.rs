@@ -165,7 +165,8 @@ async fn forward(
 /// Membership changes of a registry, until closed.
 #[pyclass(module = "isek_rs._core", frozen)]
 pub struct Watch {
-    /// The forwarded events.
+    /// The forwarded events. An async mutex held across the receive on purpose: a
+    /// receiver has one consumer at a time, so concurrent `next` calls take turns.
     events: Arc<Mutex<mpsc::Receiver<WatchEvent>>>,
     /// The forwarding task (stopping it stops the view).
     task: AbortHandle,

@@ -17,7 +17,20 @@ def node_v2():
 
 
 def start_node(node_v2, registry, node_id):
-    node = node_v2.Node(host="127.0.0.1", port=free_port(), node_id=node_id, registry=registry)
+    from isek.protocol.a2a_protocol import A2AProtocol
+
+    class LoopbackA2AProtocol(A2AProtocol):
+        """The original A2A server, bound to 127.0.0.1 instead of its hard-coded
+        0.0.0.0 (tests listen on loopback only)."""
+
+        def bootstrap_server(self):
+            import uvicorn
+
+            uvicorn.run(self.a2a_application.build(), host="127.0.0.1", port=self.port, log_level="warning")
+
+    port = free_port()
+    protocol = LoopbackA2AProtocol(host="127.0.0.1", port=port, p2p=False)
+    node = node_v2.Node(host="127.0.0.1", port=port, node_id=node_id, registry=registry, protocol=protocol)
     node.build_server(daemon=True)  # registers, starts the 5 s heartbeat and the A2A server
     return node
 

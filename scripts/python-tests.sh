@@ -24,12 +24,13 @@ mkdir -p "$work/wheels"
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
-# The original modules the tests load, and what they import:
+# pytest and mypy (test_stubs.py checks the type stubs); the original modules the
+# tests load, and what they import:
 #   isek.node.isek_center_registry: requests;  isek.node.etcd_registry: etcd3gw, ecdsa;
 #   isek.utils.log: rich;  isek.node.node_v2 (via isek.protocol.a2a_protocol):
 #   a2a-sdk (0.2, whose A2AClient it uses), httpx, uvicorn.
 if ! "$venv/bin/pip" install --quiet --disable-pip-version-check \
-        "maturin>=1.5,<2" pytest requests etcd3gw ecdsa rich "a2a-sdk<0.3" httpx uvicorn ||
+        "maturin>=1.5,<2" pytest mypy requests etcd3gw ecdsa rich "a2a-sdk<0.3" httpx uvicorn ||
     ! "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps isek==0.2.1; then
     echo "python-tests: SKIPPED: could not install the test dependencies from PyPI" >&2
     exit 3

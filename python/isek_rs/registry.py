@@ -14,7 +14,7 @@ import abc
 import logging
 from typing import Any, Dict, Optional
 
-from . import _core
+from ._core import CoreRegistry, Node, NodeIdentity, PeerView, Watch
 from .errors import CENTER_ERRORS, ETCD_ERRORS
 
 __all__ = ["Registry", "IsekCenterRegistry", "EtcdRegistry"]
@@ -54,9 +54,9 @@ except Exception:  # noqa: BLE001 - any failure to import ISEK means "not instal
 class _Extras:
     """What both classes offer beyond ISEK's interface."""
 
-    _core: "_core.CoreRegistry"
+    _core: CoreRegistry
 
-    def watch(self, poll_interval: float = 5.0, exclude: Optional[str] = None) -> "_core.Watch":
+    def watch(self, poll_interval: float = 5.0, exclude: Optional[str] = None) -> Watch:
         """Membership changes: the current nodes as ``join`` events, then every
         ``join``, ``update`` and ``leave``. Iterate it (``for event in ...``) or
         ``async for`` it; ``close()`` it, or use it as a (async) context manager.
@@ -64,14 +64,14 @@ class _Extras:
         seconds where there is none (the original center)."""
         return self._core.watch(poll_interval, exclude)
 
-    def peer_view(self, poll_interval: float = 5.0, exclude: Optional[str] = None) -> "_core.PeerView":
+    def peer_view(self, poll_interval: float = 5.0, exclude: Optional[str] = None) -> PeerView:
         """A live copy of the membership with lookups (``peers()``, ``peer(id)``,
         ``find(...)``), kept current in the background until ``close()``."""
         return self._core.peer_view(poll_interval, exclude)
 
-    def node(self, host: str, port: int, **options: Any) -> "_core.Node":
+    def node(self, host: str, port: int, **options: Any) -> Node:
         """A :class:`isek_rs.Node` in this registry (use it with ``with``)."""
-        return _core.Node(self, host, port, **options)
+        return Node(self, host, port, **options)
 
 
 class IsekCenterRegistry(Registry, _Extras):
@@ -93,7 +93,7 @@ class IsekCenterRegistry(Registry, _Extras):
         host: str = "localhost",
         port: int = 8088,
         *,
-        identity: Optional["_core.NodeIdentity"] = None,
+        identity: Optional[NodeIdentity] = None,
         url: Optional[str] = None,
         ca_file: Optional[str] = None,
         timeout: float = 10.0,
@@ -106,7 +106,7 @@ class IsekCenterRegistry(Registry, _Extras):
                 raise ValueError(f"Invalid port number for Isek Center: {port}")
             url = f"http://{host}:{port}"
         self.center_address: str = url.rstrip("/")
-        self._core = _core.CoreRegistry.center(
+        self._core = CoreRegistry.center(
             self.center_address,
             identity=identity,
             errors=CENTER_ERRORS,
@@ -187,7 +187,7 @@ class EtcdRegistry(Registry, _Extras):
         etcd_client: Optional[Any] = None,
         ttl: int = 30,
         *,
-        identity: Optional["_core.NodeIdentity"] = None,
+        identity: Optional[NodeIdentity] = None,
         endpoints: Optional[list] = None,
         timeout: float = 5.0,
         strict: bool = False,
@@ -206,7 +206,7 @@ class EtcdRegistry(Registry, _Extras):
         self.parent_node_id: str = parent_node_id or "root"
         self.ttl = ttl
         self.strict = strict
-        self._core = _core.CoreRegistry.etcd(
+        self._core = CoreRegistry.etcd(
             targets,
             parent_node_id=self.parent_node_id,
             ttl=float(ttl),

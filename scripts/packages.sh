@@ -46,7 +46,7 @@ require_files() {
         return 1
     fi
     if ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -q ||
-        ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q \
+        ! DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q -o DPkg::Lock::Timeout=600 \
             --no-install-recommends "${missing_packages[@]}"; then
         packages_missing "${missing_files[*]}" "${missing_packages[*]}" "apt-get failed"
         return 1

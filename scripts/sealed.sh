@@ -23,6 +23,7 @@ if [ "${ISEK_SEALED:-}" = 1 ]; then
         [ -e "$file" ] || continue
         real=$(readlink -f "$file")
         case "$real" in "$repo"/*) continue ;; esac
+        case " ${covered[*]} " in *" $real "*) continue ;; esac
         mount --bind /dev/null "$real"
         covered+=("$real")
     done

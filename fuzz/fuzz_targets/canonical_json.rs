@@ -7,7 +7,7 @@
 #![no_main]
 
 use isek::canonical::{to_insertion_string, to_sorted_bytes, to_sorted_string};
-use isek_center::json::to_compact_string;
+use isek_center::render::to_compact_string;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 //! - the answer is a JSON envelope `{"code": status, "data": null, "message": ...}\n`,
 //!   ASCII, `Content-Type: application/json`, never a 5xx;
 //! - status and message equal what the public parsing functions
-//!   (`isek_center::request`) decide for the same headers and body (413 beyond the
+//!   (`isek_center::http::request`) decide for the same headers and body (413 beyond the
 //!   body limit, 405 for `GET register`), for every request in the original
 //!   (unsigned) protocol;
 //! - requests carrying proofs (issue 4: `public_key`/`signature` on register,
@@ -25,7 +25,7 @@ use isek::wire::center::{
     deregister_not_found_message, deregistered_message, registered_message,
     renew_not_found_message, renewed_message,
 };
-use isek_center::request::{Registration, node_id_of, parse_object, registration_of};
+use isek_center::http::request::{Registration, node_id_of, parse_object, registration_of};
 use isek_fuzz::harness::{Endpoint, FuzzRequest, Harness, LIMITS, RESIDENT_ID};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};

@@ -213,7 +213,10 @@ impl Harness {
     pub fn restore(&self, registered: Option<&str>) {
         self.block_on(async {
             if let Some(id) = registered.filter(|id| *id != RESIDENT_ID) {
-                let removed = self.center.deregister(id).await;
+                let removed = self
+                    .center
+                    .deregister(isek_center::Deregister::by_operator(id))
+                    .await;
                 assert!(
                     matches!(removed, Ok(true)),
                     "deregister of a node just registered: {removed:?}"
@@ -224,7 +227,13 @@ impl Harness {
                 .get(RESIDENT_ID)
                 .is_some_and(|(record, _)| record == resident_record());
             if !intact {
-                let put = self.center.register(RESIDENT_ID, resident_record()).await;
+                let put = self
+                    .center
+                    .register(isek_center::Register::by_operator(
+                        RESIDENT_ID,
+                        resident_record(),
+                    ))
+                    .await;
                 assert!(put.is_ok(), "re-register resident: {put:?}");
             }
         });

@@ -59,7 +59,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     i % 256
                 );
                 let record = NodeRecord::new("10.1.2.3", 9000, &metadata);
-                center.register(&format!("node-{i:08}"), record).await?;
+                center
+                    .register(isek_center::Register::by_operator(format!("node-{i:08}"), record))
+                    .await?;
             }
         }));
     }

@@ -2,11 +2,15 @@
 //!
 //! The CLI maps its flags onto these structs; tests and the benchmark build them
 //! directly. Defaults are the documented ones (30 s leases, 1 MiB bodies, ...).
+//!
+//! Level 0 (pure data): every layer reads its settings from here; nothing here knows
+//! the types of the layers that use them (sockets, SQLite, HTTP).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::policy::hash_token;
 
 /// Default lease length, as in the original ISEK center.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
@@ -21,12 +25,12 @@ pub struct Config {
     /// Size limits on request bodies and fields.
     pub limits: Limits,
     /// Who may act on nodes: signatures required or not, the admin token, the node
-    /// cap (see [`crate::ownership`]).
-    pub security: crate::ownership::Security,
+    /// cap (see [`crate::policy`]).
+    pub security: Security,
     /// Serve HTTPS with these files; `None`: plain HTTP.
-    pub tls: Option<crate::transport::TlsFiles>,
+    pub tls: Option<TlsFiles>,
     /// Time limits on connections (slow or half-open clients).
-    pub timeouts: crate::transport::Timeouts,
+    pub timeouts: Timeouts,
     /// Oldest a cached `available_nodes` body may be before it is rebuilt, which bounds
     /// how far its `expires_at` values lag behind renewals.
     pub snapshot_max_age: Duration,
@@ -56,9 +60,9 @@ impl Default for Config {
             data_dir: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             limits: Limits::default(),
-            security: crate::ownership::Security::default(),
+            security: Security::default(),
             tls: None,
-            timeouts: crate::transport::Timeouts::default(),
+            timeouts: Timeouts::default(),
             snapshot_max_age: Duration::from_secs(1),
             write_queue: 16_384,
             max_batch: 8_192,
@@ -139,6 +143,74 @@ impl Default for Limits {
             max_metadata_bytes: 64 * 1024,
             max_node_id_bytes: 256,
             max_host_bytes: 253,
+        }
+    }
+}
+
+/// The certificate and key files of an HTTPS center (`--tls-cert`, `--tls-key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf certificate.
+    pub key: PathBuf,
+}
+
+/// Time limits on one connection, against slow or half-open clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Longest a TLS handshake may take.
+    pub handshake: Duration,
+    /// Longest a client may take to send a request's headers (HTTP/1). hyper starts
+    /// this timer whenever it waits for a request head, so it is also the idle limit
+    /// of a keep-alive connection: keep it above clients' pool idle time (the Rust
+    /// client's is 20 s), or a request sent as the server closes the idle connection
+    /// fails.
+    pub header_read: Duration,
+    /// Longest a request may take to be answered, its body read included.
+    pub request: Duration,
+    /// Longest shutdown waits for open connections before dropping them.
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(10),
+            header_read: Duration::from_secs(30),
+            request: Duration::from_secs(30),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Who may act on nodes: the operator's security settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// Refuse unsigned registrations (`--require-signatures`); by default the
+    /// original, unsigned protocol is accepted for nodes without an owner.
+    pub require_signatures: bool,
+    /// SHA-256 of the admin token (`--admin-token-file` / `ISEK_ADMIN_TOKEN`); `None`:
+    /// no admin operation exists.
+    pub admin_token_hash: Option<[u8; 32]>,
+    /// Most nodes the center holds (`--max-nodes`); registrations of new ids beyond it
+    /// get 503. `None`: unbounded.
+    pub max_nodes: Option<usize>,
+}
+
+impl Security {
+    /// These settings with an admin token (only its hash is kept).
+    pub fn with_admin_token(mut self, token: &str) -> Self {
+        self.admin_token_hash = Some(hash_token(token.trim()));
+        self
+    }
+
+    /// Whether `presented` (the bearer token of a request) is the admin token; always
+    /// false without a configured token.
+    pub fn is_admin(&self, presented: Option<&str>) -> bool {
+        match (&self.admin_token_hash, presented) {
+            (Some(expected), Some(token)) => crate::policy::is_admin_token(token, expected),
+            _ => false,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! `isek-center.lock` in its data directory before opening the store and holds it
 //! until the store is closed; a second center fails to start with an error naming the
 //! directory. The lock is the operating system's (`flock`), so it is released when the
-//! process dies, even by `kill -9`: no stale lock file to clean up.
+//! process dies, even by `kill -9`: no stale lock file to clean up. Level 1 (beside
+//! the store): it knows files, not what is stored.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
@@ -42,6 +43,7 @@ impl DirLock {
             Ok(()) => Ok(Self { file }),
             Err(TryLockError::WouldBlock) => Err(Error::DataDirLocked {
                 path: dir.to_path_buf(),
+                lock: path,
             }),
             Err(TryLockError::Error(source)) => Err(io(source)),
         }

@@ -1,8 +1,9 @@
 //! [`Error`]: why a center could not start, serve or shut down cleanly.
 //!
 //! Request-level failures never use this type: they become JSON envelopes in
-//! [`crate::api`]. This is what `run` and `app` report to their caller (the CLI
-//! prints it on one line and exits non-zero).
+//! [`crate::http`]. This is what `run` and `app` report to their caller (the CLI
+//! prints it on one line and exits non-zero). Level 0: it names no type of a layer
+//! above (SQLite errors arrive boxed, converted in `store`).
 
 use std::path::PathBuf;
 
@@ -23,15 +24,28 @@ pub enum Error {
     /// Another center already uses the data directory (its lock file is held).
     #[error(
         "data directory {path} is already in use by another isek center (lock file {} is held)",
-        path.join(crate::dirlock::LOCK_FILE).display()
+        lock.display()
     )]
     DataDirLocked {
         /// The directory in question.
         path: PathBuf,
+        /// The lock file inside it.
+        lock: PathBuf,
+    },
+    /// The store was written by a schema this center does not know (a newer center, or
+    /// not an isek store): refusing to guess protects its data.
+    #[error(
+        "the store has schema version {found}, this center reads versions up to {supported}: upgrade the center or use another data directory"
+    )]
+    SchemaVersion {
+        /// `PRAGMA user_version` of the store.
+        found: i64,
+        /// The newest version this center reads and writes.
+        supported: i64,
     },
     /// SQLite refused an operation (open, schema, load, commit).
     #[error("store error: {0}")]
-    Store(#[from] rusqlite::Error),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Serving HTTP or spawning a worker failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -1,4 +1,5 @@
-//! [`Feed`]: the change log behind `GET /v1/watch`, and the stream each watcher reads.
+//! [`Feed`]: the change log behind `GET /v1/watch` (the stream each watcher reads is
+//! `crate::stream`).
 //!
 //! Every change to the registry (register, update, deregister, expiry) already gets the
 //! next revision; the writer also hands it to the feed, under the same state lock, as
@@ -18,30 +19,18 @@
 //!
 //! Revisions are only meaningful within one `epoch` (random per start): a client
 //! resuming with another epoch's revision is told to resync.
+//!
+//! Level 1: owned by `state` (the feed is appended to only by `State`'s numbered
+//! changes); frames are rendered by `render`. No HTTP, no store.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use bytes::Bytes;
-use futures::Stream;
-use isek::canonical::write_str;
-use isek::wire::center::{
-    WATCH_EVENT_DELETE, WATCH_EVENT_HELLO, WATCH_EVENT_PUT, WATCH_EVENT_RESYNC,
-    WATCH_EVENT_SNAPSHOT,
-};
-use tokio::sync::{broadcast, watch};
-use tokio::time::Instant;
+use tokio::sync::broadcast;
 
-use crate::lease::LeaseTable;
-use crate::registry::{Core, NodeRecord};
-
-/// The comment line sent on a quiet stream.
-const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
+use crate::record::NodeRecord;
+use crate::render::{delete_frame, put_frame};
 
 /// One recorded change: its revision and its rendered SSE event.
 #[derive(Debug, Clone)]
@@ -115,22 +104,12 @@ impl Feed {
 
     /// Records that `id` was registered (or replaced) with `record` at `revision`.
     pub fn put(&mut self, revision: u64, id: &str, record: &NodeRecord) {
-        let mut data = String::with_capacity(96 + id.len() + record.metadata().len());
-        data.push_str("{\"node\":");
-        write_node(&mut data, id, record);
-        let _ = write!(data, ",\"revision\":{revision}}}");
-        self.push(revision, frame(WATCH_EVENT_PUT, Some(revision), &data));
+        self.push(revision, put_frame(revision, id, record));
     }
 
     /// Records that `id` left at `revision`, `reason` being `deregister` or `expire`.
     pub fn delete(&mut self, revision: u64, id: &str, reason: &str) {
-        let mut data = String::with_capacity(64 + id.len());
-        data.push_str("{\"node_id\":");
-        write_str(&mut data, id);
-        data.push_str(",\"reason\":");
-        write_str(&mut data, reason);
-        let _ = write!(data, ",\"revision\":{revision}}}");
-        self.push(revision, frame(WATCH_EVENT_DELETE, Some(revision), &data));
+        self.push(revision, delete_frame(revision, id, reason));
     }
 
     /// Appends to the history (dropping the oldest beyond capacity) and broadcasts.
@@ -187,78 +166,8 @@ impl Feed {
     }
 }
 
-/// A whole SSE frame. `data` must be one line (JSON written with escaped strings).
-fn frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
-    let mut out = String::with_capacity(32 + data.len());
-    out.push_str("event: ");
-    out.push_str(event);
-    out.push('\n');
-    if let Some(id) = id {
-        let _ = writeln!(out, "id: {id}");
-    }
-    out.push_str("data: ");
-    out.push_str(data);
-    out.push_str("\n\n");
-    Bytes::from(out)
-}
-
-/// Appends one node as `{"host":..,"metadata":..,"node_id":..,"port":..}`.
-pub(crate) fn write_node(out: &mut String, id: &str, record: &NodeRecord) {
-    out.push_str("{\"host\":");
-    write_str(out, record.host());
-    out.push_str(",\"metadata\":");
-    out.push_str(record.metadata());
-    out.push_str(",\"node_id\":");
-    write_str(out, id);
-    let _ = write!(out, ",\"port\":{}}}", record.port());
-}
-
-/// Appends every node live at `now` as a JSON object keyed by node id.
-pub(crate) fn write_nodes(out: &mut String, leases: &LeaseTable<NodeRecord>, now: Instant) {
-    out.push('{');
-    for (i, entry) in leases.live(now).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_str(out, entry.id);
-        out.push(':');
-        write_node(out, entry.id, entry.value);
-    }
-    out.push('}');
-}
-
-/// The `snapshot` event of the nodes live at `now`, at `revision`.
-pub(crate) fn snapshot_frame(
-    leases: &LeaseTable<NodeRecord>,
-    revision: u64,
-    now: Instant,
-) -> Bytes {
-    let mut data = String::with_capacity(64 + leases.len() * 128);
-    data.push_str("{\"nodes\":");
-    write_nodes(&mut data, leases, now);
-    let _ = write!(data, ",\"revision\":{revision}}}");
-    frame(WATCH_EVENT_SNAPSHOT, Some(revision), &data)
-}
-
-/// The `hello` event opening every stream.
-pub(crate) fn hello_frame(epoch: u64, revision: u64, keepalive: Duration) -> Bytes {
-    let data = format!(
-        "{{\"epoch\":{epoch},\"keepalive_ms\":{},\"revision\":{revision}}}",
-        keepalive.as_millis()
-    );
-    frame(WATCH_EVENT_HELLO, None, &data)
-}
-
-/// The `resync` event ending a stream.
-pub(crate) fn resync_frame(resync: &Resync) -> Bytes {
-    let mut data = String::from("{\"message\":");
-    write_str(&mut data, &resync.message);
-    let _ = write!(data, ",\"revision\":{}}}", resync.revision);
-    frame(WATCH_EVENT_RESYNC, None, &data)
-}
-
 /// A random epoch, below 2^53 so JavaScript clients read it exactly.
-pub(crate) fn new_epoch() -> u64 {
+pub fn new_epoch() -> u64 {
     let mut hasher = std::hash::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
@@ -276,85 +185,6 @@ pub(crate) struct WatchStart {
     pub live: broadcast::Receiver<Change>,
     /// Revision of the last change covered by `initial`.
     pub after: u64,
-}
-
-/// The state of one watcher's body stream.
-struct WatchStream {
-    /// Frames not yet sent.
-    queue: VecDeque<Bytes>,
-    /// Live changes.
-    live: broadcast::Receiver<Change>,
-    /// Revision of the last change sent (the broadcast could in theory repeat one).
-    after: u64,
-    /// Keep-alive interval.
-    keepalive: Duration,
-    /// Turns true when the center shuts down: the stream ends so shutdown never waits
-    /// for watchers.
-    closed: watch::Receiver<bool>,
-    /// The registry core, for the current revision in the `resync` event of a lagging
-    /// watcher.
-    core: Arc<Core>,
-    /// Set after the final frame: the next poll ends the stream.
-    done: bool,
-}
-
-/// The body of one `GET /v1/watch` answer: the initial frames, then live changes,
-/// keep-alive comments on silence, and a final `resync` if the watcher lags.
-pub(crate) fn watch_stream(
-    start: WatchStart,
-    keepalive: Duration,
-    core: Arc<Core>,
-) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let state = WatchStream {
-        queue: start.initial.into(),
-        live: start.live,
-        after: start.after,
-        keepalive,
-        closed: core.watchers_closed.subscribe(),
-        core,
-        done: false,
-    };
-    futures::stream::unfold(state, |mut s| async move {
-        if let Some(frame) = s.queue.pop_front() {
-            return Some((Ok(frame), s));
-        }
-        if s.done {
-            return None;
-        }
-        loop {
-            let mut closed = s.closed.clone();
-            let shutdown = async move {
-                let _ = closed.wait_for(|c| *c).await;
-            };
-            tokio::select! {
-                () = shutdown => return None,
-                received = s.live.recv() => match received {
-                    Ok(change) if change.revision <= s.after => continue,
-                    Ok(change) => {
-                        s.after = change.revision;
-                        return Some((Ok(change.frame), s));
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::info!(missed, "watcher fell behind; sending resync");
-                        s.done = true;
-                        let resync = Resync {
-                            revision: s.core.revision.load(Ordering::Acquire),
-                            message: format!(
-                                "this watcher fell {missed} changes behind after revision {}; re-list from {}",
-                                s.after,
-                                isek::wire::center::NODES_PATH
-                            ),
-                        };
-                        return Some((Ok(resync_frame(&resync)), s));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                () = tokio::time::sleep(s.keepalive) => {
-                    return Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), s));
-                }
-            }
-        }
-    })
 }
 
 #[cfg(test)]

@@ -4,61 +4,51 @@
 //! endpoints, bodies and messages (unchanged Python nodes work against it), but
 //! durable, with leases that expire on time, and fast.
 //!
-//! The parts, from the socket inwards:
+//! The crate is built in levels; a module imports only from its own level or below
+//! (`tests/layers.rs` enforces it, and ARCHITECTURE.md explains each level):
 //!
-//! - [`server`]: [`run`] serves a [`Config`] on a listener until shutdown; [`app`]
-//!   builds the router and its [`Center`] without a socket (for tests).
-//! - [`api`]: the axum handlers of `register`, `renew`, `deregister`,
-//!   `available_nodes`, our `GET /v1/nodes` and `GET /v1/watch`, and JSON 404/405
-//!   answers.
-//! - [`request`]: parsing and validating bodies, with the original's messages and a
-//!   field-naming 400 where the original accepted bad input.
-//! - [`body`]: strict JSON parsing of bodies (duplicate keys refused at any depth).
-//! - [`json`]: JSON text byte-compatible with Flask's `jsonify`.
-//! - [`registry`]: [`Center`], the shared core: register/deregister go through the
-//!   writer, renew touches only the lease table, listing reads the snapshot.
-//! - [`lease`]: [`lease::LeaseTable`], the pure, clock-free index of nodes and their
-//!   deadlines, with deadline-ordered expiry.
-//! - `reaper`: the task that sleeps until the next deadline and retires expired
-//!   leases.
-//! - [`writer`]: the single store writer with group commit (one transaction and
-//!   one fsync for everything queued).
-//! - [`dirlock`]: one center per data directory (an OS lock held while the store is open).
-//! - [`store`]: SQLite in WAL mode with `synchronous=FULL`, or nothing (`--in-memory`).
-//! - `feed`: the change log and the server-sent event streams of `GET /v1/watch`
-//!   (bounded history for `since=REV`, bounded live buffer per watcher).
-//! - `snapshot`: the cached, lazily rebuilt `available_nodes` body.
-//! - [`ownership`]: who may renew, overwrite or deregister a node (signed
-//!   registrations, lease tokens, signed operations, admin token, node cap).
-//! - [`transport`]: the accept loop: plain HTTP or HTTPS (rustls), header-read,
-//!   request and handshake timeouts, graceful shutdown.
-//! - [`config`]: [`Config`] and [`Limits`]; [`error`]: [`Error`].
+//! - level 0, pure values and rules: [`record`] ([`NodeRecord`], [`record::Owner`]),
+//!   [`lease`] (the clock-free lease table), [`policy`] (who may act on a node:
+//!   guards, replay horizons, refusals with a kind), [`command`] (the typed requests),
+//!   [`render`] (every output byte), [`body`] (strict JSON), [`config`], [`error`];
+//! - level 1, state and storage: `state` (the registry state, one numbered revision
+//!   per change), `feed` (the change log), `snapshot` (the cached listing), [`store`]
+//!   (SQLite, the only user of `rusqlite`), [`dirlock`];
+//! - level 2, the workers: [`writer`] (the single store writer with group commit; its
+//!   decisions are a pure `plan`), `reaper` (retires expired leases), `stream` (the
+//!   body of one change stream);
+//! - level 3: [`center`] ([`Center`], the service and its life cycle, typed methods);
+//! - level 4: [`http`] (request parsing, [`http::Rejection`], handlers, transport,
+//!   [`app`] and [`run`]): the only place axum/hyper/tower/rustls appear.
 //!
 //! Invariants: a register or deregister is answered only after its commit is durable
 //! and applied; a node is invisible from its lease deadline on, and removed from the
 //! store shortly after; an expiry only removes the registration that ran out; no lock
 //! is held across an `.await`.
 
-pub mod api;
 pub mod body;
+pub mod center;
+pub mod command;
 pub mod config;
 pub mod dirlock;
 pub mod error;
 mod feed;
-pub mod json;
+pub mod http;
 pub mod lease;
-pub mod ownership;
+pub mod policy;
 mod reaper;
-pub mod registry;
-pub mod request;
-pub mod server;
+pub mod record;
+pub mod render;
 mod snapshot;
+mod state;
 pub mod store;
-pub mod transport;
+mod stream;
 pub mod writer;
 
-pub use config::{Config, DEFAULT_LEASE_TTL, Limits};
+pub use center::Center;
+pub use command::{Deregister, Register, Renew};
+pub use config::{Config, DEFAULT_LEASE_TTL, Limits, Security, Timeouts, TlsFiles};
 pub use error::{Error, Result};
-pub use registry::{Center, NodeRecord};
-pub use server::{app, run};
+pub use http::{app, run};
+pub use record::NodeRecord;
 pub use writer::WriteError;

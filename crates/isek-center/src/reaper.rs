@@ -5,13 +5,15 @@
 //! earlier when the writer signals that an earlier deadline appeared (an empty table
 //! got its first node). Expired nodes are already invisible to every read at their
 //! deadline; the reaper makes the store forget them within milliseconds.
+//!
+//! Level 2: beside the writer, which it feeds; it knows the state, not HTTP.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::registry::Core;
+use crate::state::Core;
 use crate::writer::WriteOp;
 
 /// Most expired leases handled per step: bounds the time the state lock is held and
@@ -29,8 +31,8 @@ pub(crate) async fn run(
         let (expired, next) = {
             let mut state = core.lock();
             (
-                state.leases.expire_at_most(now, EXPIRE_CHUNK),
-                state.leases.next_deadline(),
+                state.collect_expired(now, EXPIRE_CHUNK),
+                state.leases().next_deadline(),
             )
         };
         if !expired.is_empty() {
@@ -44,7 +46,7 @@ pub(crate) async fn run(
         }
         // Created before sleeping; a wake-up sent since `next` was read is kept as a
         // permit by `notify_one`, so none is lost.
-        let woken = core.reaper_wake.notified();
+        let woken = core.reaper_woken();
         let deadline = async {
             match next {
                 Some(at) => tokio::time::sleep_until(at).await,

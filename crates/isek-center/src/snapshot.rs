@@ -10,18 +10,15 @@
 //!
 //! Nothing is built until somebody lists, and a membership change drops the cached
 //! body, so an idle center holds no copy of its nodes.
+//!
+//! Level 1: a cache of bytes. It does not know the registry state: the caller hands
+//! in the current revision and a function that renders a fresh body.
 
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
-use isek::canonical::{write_float, write_str};
-use isek::wire::center::LIST_MESSAGE;
 use tokio::time::Instant;
-
-use crate::registry::{Core, State};
 
 /// One serialized listing and how long it stays valid.
 #[derive(Debug)]
@@ -53,21 +50,23 @@ impl SnapshotCache {
         }
     }
 
-    /// The current listing body, rebuilt first if stale.
-    pub fn body(&self, core: &Core) -> Bytes {
+    /// The current listing body at `revision`, rebuilt first by `build` if stale.
+    /// `build(now)` renders the nodes live at `now` and returns the body, the revision
+    /// it shows and the earliest deadline among its nodes.
+    pub fn body(
+        &self,
+        revision: u64,
+        build: impl FnOnce(Instant) -> (Vec<u8>, u64, Option<Instant>),
+    ) -> Bytes {
         let now = Instant::now();
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = &*cached
-            && s.revision == core.revision.load(Ordering::Acquire)
+            && s.revision == revision
             && now < s.valid_until
         {
             return s.body.clone();
         }
-        let (body, revision, earliest) = {
-            let state = core.lock();
-            let (body, earliest) = render(&state, now, SystemTime::now());
-            (body, state.revision, earliest)
-        };
+        let (body, revision, earliest) = build(now);
         let body = Bytes::from(body);
         // Counted from the end of the build: a listing of a million nodes takes longer
         // to build than `max_age`, and must still be reused meanwhile.
@@ -95,147 +94,5 @@ impl SnapshotCache {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         drop(old);
-    }
-}
-
-/// Serializes the live nodes at `now` as Flask's `jsonify` would, `expires_at` in
-/// Unix seconds relative to `wall` (the wall clock at `now`); also returns the
-/// earliest deadline among them.
-pub(crate) fn render(state: &State, now: Instant, wall: SystemTime) -> (Vec<u8>, Option<Instant>) {
-    let wall_secs = wall
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    let mut out = String::with_capacity(64 + state.leases.len() * 160);
-    out.push_str("{\"code\":200,\"data\":{\"available_nodes\":{");
-    let mut earliest: Option<Instant> = None;
-    for (i, entry) in state.leases.live(now).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        earliest = Some(earliest.map_or(entry.deadline, |e| e.min(entry.deadline)));
-        let record = entry.value;
-        write_json_str(&mut out, entry.id);
-        out.push_str(":{\"expires_at\":");
-        write_unix_seconds(
-            &mut out,
-            wall_secs + entry.deadline.saturating_duration_since(now).as_secs_f64(),
-        );
-        out.push_str(",\"host\":");
-        write_json_str(&mut out, record.host());
-        out.push_str(",\"metadata\":");
-        out.push_str(record.metadata());
-        out.push_str(",\"node_id\":");
-        write_json_str(&mut out, entry.id);
-        out.push_str(",\"port\":");
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{}", record.port());
-        out.push('}');
-    }
-    out.push_str("}},\"message\":");
-    write_str(&mut out, LIST_MESSAGE);
-    out.push_str("}\n");
-    (out.into_bytes(), earliest)
-}
-
-/// Appends `s` as a Python `ensure_ascii` JSON string; printable ASCII without quotes
-/// or backslashes (nearly every id and host) is copied as is.
-fn write_json_str(out: &mut String, s: &str) {
-    if s.bytes()
-        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        write_str(out, s);
-    }
-}
-
-/// Appends a Unix time as Python's `float.__repr__` writes it. Python uses fixed
-/// notation between 1e-4 and 1e16, where Rust's `Display` gives the same shortest
-/// round-trip digits (it only omits the `.0` of integral values); anything else (a
-/// wall clock set to 1970 or the far future) goes through the general writer.
-fn write_unix_seconds(out: &mut String, secs: f64) {
-    if (1e-4..1e16).contains(&secs) {
-        let start = out.len();
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{secs}");
-        if out.get(start..).is_some_and(|digits| !digits.contains('.')) {
-            out.push_str(".0");
-        }
-    } else {
-        write_float(out, secs);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::lease::LeaseTable;
-    use crate::registry::NodeRecord;
-
-    #[test]
-    fn unix_seconds_match_the_python_repr_writer() {
-        for secs in [
-            1795681547.9381578,
-            1795681547.0,
-            1795681547.5,
-            1.0e9 + 1.0 / 3.0,
-            0.00012,
-            123.456,
-            9.999999999999998e15,
-            0.0,
-            1e16,
-            1e20,
-        ] {
-            let (mut fast, mut general) = (String::new(), String::new());
-            write_unix_seconds(&mut fast, secs);
-            write_float(&mut general, secs);
-            assert_eq!(fast, general, "{secs}");
-        }
-    }
-
-    #[test]
-    fn strings_match_the_python_writer() {
-        for s in ["n1", "a b~", "q\"", "back\\slash", "é", "\u{7f}", "tab\t"] {
-            let (mut fast, mut general) = (String::new(), String::new());
-            write_json_str(&mut fast, s);
-            write_str(&mut general, s);
-            assert_eq!(fast, general, "{s:?}");
-        }
-    }
-
-    #[test]
-    fn renders_like_flask_sorted_by_id() {
-        let t0 = Instant::now();
-        let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
-        leases.insert(
-            Arc::from("n1"),
-            NodeRecord::new("127.0.0.1", 9000, r#"{"name":"agent-1","role":"planner"}"#),
-            1,
-            t0,
-        );
-        leases.insert(Arc::from("é"), NodeRecord::new("h", 1, "{}"), 2, t0);
-        leases.insert(Arc::from("a"), NodeRecord::new("h\"", 2, "{}"), 3, t0);
-        let state = State {
-            leases,
-            revision: 3,
-            feed: crate::feed::Feed::new(3, 0, 0, 1),
-        };
-        let wall = UNIX_EPOCH + Duration::from_millis(1_795_681_517_500);
-        let (body, earliest) = render(&state, t0, wall);
-        assert_eq!(earliest, Some(t0 + Duration::from_secs(30)));
-        let body = String::from_utf8(body).unwrap_or_default();
-        let expected = concat!(
-            r#"{"code":200,"data":{"available_nodes":{"#,
-            r#""a":{"expires_at":1795681547.5,"host":"h\"","metadata":{},"node_id":"a","port":2},"#,
-            r#""n1":{"expires_at":1795681547.5,"host":"127.0.0.1","metadata":{"name":"agent-1","role":"planner"},"node_id":"n1","port":9000},"#,
-            r#""\u00e9":{"expires_at":1795681547.5,"host":"h","metadata":{},"node_id":"\u00e9","port":1}"#,
-            "}},\"message\":\"success\"}\n"
-        );
-        assert_eq!(body, expected);
     }
 }

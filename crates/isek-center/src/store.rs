@@ -8,6 +8,9 @@
 //! registration acknowledged after [`Store::commit`] survives `kill -9` and power loss.
 //! Only the store writer ([`crate::writer`]) touches the connection, from one thread.
 //! Lease deadlines are never stored: after a restart every node gets a fresh lease.
+//!
+//! Level 1, and the only module that knows SQLite: `rusqlite` appears nowhere else
+//! (its errors leave as [`Error::Store`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +20,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use isek::identity::PublicKey;
 
 use crate::error::{Error, Result};
-use crate::ownership::Owner;
-use crate::registry::NodeRecord;
+use crate::record::{NodeRecord, Owner};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "isek-center.sqlite3";
@@ -26,6 +28,12 @@ pub const DB_FILE: &str = "isek-center.sqlite3";
 /// Schema version kept in `PRAGMA user_version`, for future migrations. Version 1
 /// lacked the owner columns; opening such a store adds them.
 const SCHEMA_VERSION: i64 = 2;
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(Box::new(e))
+    }
+}
 
 /// One change inside a commit.
 #[derive(Debug)]
@@ -100,9 +108,10 @@ impl Store {
                  COMMIT;",
             )?;
         } else if version != SCHEMA_VERSION {
-            return Err(Error::Store(rusqlite::Error::InvalidParameterName(
-                format!("unsupported schema version {version} (expected {SCHEMA_VERSION})"),
-            )));
+            return Err(Error::SchemaVersion {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         Ok(Self::Sqlite(conn))
     }
@@ -154,6 +163,14 @@ impl Store {
             }
         }
         Ok(nodes)
+    }
+
+    /// Closes the store; closing an SQLite connection checkpoints the WAL.
+    pub fn close(self) -> Result<()> {
+        match self {
+            Self::Sqlite(conn) => conn.close().map_err(|(_, e)| Error::from(e)),
+            Self::Memory => Ok(()),
+        }
     }
 
     /// Applies `ops` in order in one transaction and makes it durable (one fsync).

@@ -21,7 +21,7 @@ use isek::wire::proof::{
     operation_bytes,
 };
 use isek_center::Config;
-use isek_center::ownership::Security;
+use isek_center::Security;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -703,7 +703,7 @@ async fn tls_end_to_end_with_a_generated_certificate() {
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = Config {
-        tls: Some(isek_center::transport::TlsFiles {
+        tls: Some(isek_center::TlsFiles {
             cert: cert.clone(),
             key,
         }),
@@ -759,7 +759,7 @@ async fn bad_tls_files_fail_at_start() {
     std::fs::write(&cert, "not a certificate").unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = Config {
-        tls: Some(isek_center::transport::TlsFiles {
+        tls: Some(isek_center::TlsFiles {
             cert: cert.clone(),
             key: cert,
         }),
@@ -778,7 +778,7 @@ async fn slow_clients_are_cut_off() {
     let addr = listener.local_addr().unwrap();
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let config = Config {
-        timeouts: isek_center::transport::Timeouts {
+        timeouts: isek_center::Timeouts {
             header_read: Duration::from_millis(300),
             request: Duration::from_millis(300),
             ..Default::default()

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use isek_center::ownership::Security;
-use isek_center::transport::TlsFiles;
+use isek_center::Security;
+use isek_center::TlsFiles;
 use isek_center::{Config, Limits};
 use tokio::net::TcpListener;
 
@@ -121,7 +121,8 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
     let tls = match (args.tls_cert.clone(), args.tls_key.clone()) {
         (Some(cert), Some(key)) => {
             // Fail before announcing the address when the files are unusable.
-            isek_center::transport::tls_acceptor(&cert, &key).context("cannot serve HTTPS")?;
+            isek_center::http::transport::tls_acceptor(&cert, &key)
+                .context("cannot serve HTTPS")?;
             Some(TlsFiles { cert, key })
         }
         _ => None,

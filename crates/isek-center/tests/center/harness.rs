@@ -24,7 +24,7 @@ impl Answer {
     #[track_caller]
     pub fn assert_envelope(&self, status: u16, message: &str) {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
-        let expected = isek_center::json::envelope_without_data(status, message);
+        let expected = isek_center::render::envelope_without_data(status, message);
         assert_eq!(self.body, expected);
         assert_eq!(self.headers["content-type"], "application/json");
     }

@@ -1,9 +1,11 @@
-//! The HTTP API: the four compatibility endpoints, plus JSON 404/405 answers.
+//! The HTTP API: the four compatibility endpoints, `GET /v1/nodes`, `GET /v1/watch`,
+//! plus JSON 404/405 answers.
 //!
 //! Every answer is a `{code, data, message}` envelope written like Flask's `jsonify`
 //! (sorted keys, compact separators, trailing newline), `Content-Type:
 //! application/json`. Handlers never panic; bad input gets a 4xx envelope naming the
-//! field (see [`crate::request`]).
+//! field (see [`super::request`]). A handler is three steps: parse the request into a
+//! command, call the [`Center`], map the answer to a response.
 
 use axum::Router;
 use axum::body::Body;
@@ -11,19 +13,16 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use isek::wire::center::{
     AVAILABLE_NODES_PATH, DEREGISTER_PATH, NODES_PATH, REGISTER_PATH, RENEW_PATH, WATCH_PATH,
     deregister_not_found_message, deregistered_message, registered_message,
     renew_not_found_message, renewed_message,
 };
-use serde_json::{Map, Value};
 
-use crate::json::envelope_without_data;
-use crate::registry::Center;
-use crate::request::{Rejection, parse_object};
-use crate::writer::WriteError;
+use super::rejection::{Rejection, envelope, json_response};
+use super::request::{deregister_of, read_object, register_of, renew_of, watch_query};
+use crate::center::Center;
+use crate::render::{envelope_with_token, gone_envelope};
 
 /// The center's router, with its state attached.
 pub fn router(center: Center) -> Router {
@@ -39,80 +38,19 @@ pub fn router(center: Center) -> Router {
         .with_state(center)
 }
 
-/// A JSON body with the right content type.
-fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
-    let mut response = (status, body.into()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// An envelope with `data: null`.
-fn envelope(status: StatusCode, message: &str) -> Response {
-    json_response(status, envelope_without_data(status.as_u16(), message))
-}
-
-impl IntoResponse for Rejection {
-    fn into_response(self) -> Response {
-        envelope(self.status, &self.message)
-    }
-}
-
-impl From<WriteError> for Rejection {
-    fn from(error: WriteError) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: match error {
-                WriteError::Unavailable(e) => format!("Storage unavailable: {e}"),
-                WriteError::ShuttingDown => "The center is shutting down.".to_owned(),
-                WriteError::Refused(refusal) => return refusal.into(),
-            },
-        }
-    }
-}
-
-/// Reads the body (bounded by the configured limit) and parses it into an object.
-async fn read_object(
-    center: &Center,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Map<String, Value>, Rejection> {
-    let limit = center.config().limits.max_body_bytes;
-    let too_large = || Rejection {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: format!("Request body exceeds the limit of {limit} bytes."),
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes: Bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Err(e) => {
-            return Err(Rejection::bad_request(format!(
-                "Could not read the request body: {e}."
-            )));
-        }
-    };
-    parse_object(headers, &bytes)
-}
-
 /// `POST /isek_center/register`.
 async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let body = read_object(&center, &headers, body).await?;
-        let (id, token) = center.register_request(&body).await?;
+        let config = center.config();
+        let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
+        let request = register_of(&body, &config.limits)?;
+        let id = request.node_id.clone();
+        let token = center.register(request).await?;
         tracing::debug!(node_id = %id, signed = token.is_some(), "registered");
         Ok::<_, Rejection>(match token {
             Some(token) => json_response(
                 StatusCode::OK,
-                crate::ownership::envelope_with_token(&registered_message(&id), &token),
+                envelope_with_token(&registered_message(&id), &token),
             ),
             None => envelope(StatusCode::OK, &registered_message(&id)),
         })
@@ -123,8 +61,11 @@ async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) 
 /// `POST /isek_center/renew`.
 async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let body = read_object(&center, &headers, body).await?;
-        let (id, renewed) = center.renew_request(&body)?;
+        let config = center.config();
+        let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
+        let request = renew_of(&body, &config.limits)?;
+        let id = request.node_id.clone();
+        let renewed = center.renew(request)?;
         Ok::<_, Rejection>(if renewed {
             envelope(StatusCode::OK, &renewed_message(&id))
         } else {
@@ -137,8 +78,11 @@ async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> 
 /// `POST /isek_center/deregister`.
 async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let body = read_object(&center, &headers, body).await?;
-        let (id, removed) = center.deregister_request(&headers, &body).await?;
+        let config = center.config();
+        let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
+        let request = deregister_of(&headers, &body, &config.limits, &config.security)?;
+        let id = request.node_id.clone();
+        let removed = center.deregister(request).await?;
         Ok::<_, Rejection>(if removed {
             tracing::debug!(node_id = %id, "deregistered");
             envelope(StatusCode::OK, &deregistered_message(&id))
@@ -169,12 +113,7 @@ async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Respo
     let start = match center.watch(since.map(|s| (s, epoch))) {
         Ok(start) => start,
         Err(resync) => {
-            let mut body = format!(
-                "{{\"code\":410,\"data\":{{\"revision\":{}}},\"message\":",
-                resync.revision
-            );
-            isek::canonical::write_str(&mut body, &resync.message);
-            body.push_str("}\n");
+            let body = gone_envelope(resync.revision, &resync.message);
             return json_response(StatusCode::GONE, body);
         }
     };
@@ -189,25 +128,6 @@ async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Respo
     // Tells nginx-style proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
-}
-
-/// `since` and `epoch` of a watch query; other parameters are ignored.
-fn watch_query(query: &str) -> Result<(Option<u64>, Option<u64>), Rejection> {
-    let (mut since, mut epoch) = (None, None);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match key {
-            "since" => &mut since,
-            "epoch" => &mut epoch,
-            _ => continue,
-        };
-        *slot = Some(value.parse::<u64>().map_err(|_| {
-            Rejection::bad_request(format!(
-                "'{key}' must be a non-negative integer, got '{value}'."
-            ))
-        })?);
-    }
-    Ok((since, epoch))
 }
 
 /// Any unknown path.

@@ -32,45 +32,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tower::ServiceExt;
 
+use crate::config::Timeouts;
 use crate::error::{Error, Result};
-use crate::json::envelope_without_data;
-
-/// The certificate and key files of an HTTPS center (`--tls-cert`, `--tls-key`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// PEM certificate chain, leaf first.
-    pub cert: std::path::PathBuf,
-    /// PEM private key of the leaf certificate.
-    pub key: std::path::PathBuf,
-}
-
-/// Time limits on one connection, against slow or half-open clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Longest a TLS handshake may take.
-    pub handshake: Duration,
-    /// Longest a client may take to send a request's headers (HTTP/1). hyper starts
-    /// this timer whenever it waits for a request head, so it is also the idle limit
-    /// of a keep-alive connection: keep it above clients' pool idle time (the Rust
-    /// client's is 20 s), or a request sent as the server closes the idle connection
-    /// fails.
-    pub header_read: Duration,
-    /// Longest a request may take to be answered, its body read included.
-    pub request: Duration,
-    /// Longest shutdown waits for open connections before dropping them.
-    pub drain: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            handshake: Duration::from_secs(10),
-            header_read: Duration::from_secs(30),
-            request: Duration::from_secs(30),
-            drain: Duration::from_secs(10),
-        }
-    }
-}
+use crate::render::envelope_without_data;
 
 /// A TLS acceptor from a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1
 /// or SEC1), serving HTTP/2 and HTTP/1.1 by ALPN.

@@ -5,36 +5,29 @@
 //! host, port])`, then the port type), so every input it rejected gets the same status
 //! and message; inputs it wrongly accepted (port `true`, ports outside 1..=65535,
 //! non-string ids, non-object metadata) or answered with HTML get a 400 envelope.
+//!
+//! Bodies become [`crate::command`] values here; the signatures of a signed
+//! registration, which cover the body's exact `node_info`, are checked here too (with
+//! `policy`'s rules, before anything reaches the writer).
 
+use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use isek::identity::{PublicKey, Signature, SignatureAlg};
 use isek::wire::center::{
     BODY_MUST_BE_JSON_MESSAGE, NODE_ID_REQUIRED_MESSAGE, PORT_NOT_INTEGER_MESSAGE,
     REQUIRED_FIELDS_MESSAGE,
 };
+use isek::wire::proof::{ADMIN_AUTH_SCHEME, registration_bytes, registration_node_info};
 use serde_json::{Map, Value};
 
-use crate::config::Limits;
-use crate::json::to_compact_string;
-use crate::registry::NodeRecord;
-
-/// A request refused before it reached the registry: status and envelope message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// HTTP status (and envelope `code`).
-    pub status: StatusCode,
-    /// Envelope `message`.
-    pub message: String,
-}
-
-impl Rejection {
-    /// A 400 with `message`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
-    }
-}
+use super::Rejection;
+use crate::command::{Deregister, Register, Renew};
+use crate::config::{Limits, Security};
+use crate::policy::{self, Proof, Signer, hash_token};
+use crate::record::NodeRecord;
+use crate::render::to_compact_string;
 
 /// A validated registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +115,7 @@ pub fn node_id_of(body: &Map<String, Value>, limits: &Limits) -> Result<String, 
     Ok(id)
 }
 
-/// Validates a register body.
+/// Validates a register body (fields and limits; signatures: [`register_of`]).
 pub fn registration_of(
     body: &Map<String, Value>,
     limits: &Limits,
@@ -171,6 +164,211 @@ pub fn registration_of(
         node_id: node_id.clone(),
         record: NodeRecord::new(host, port, &metadata),
     })
+}
+
+/// A whole register request: validation, then the signatures of a signed one.
+pub fn register_of(body: &Map<String, Value>, limits: &Limits) -> Result<Register, Rejection> {
+    let registration = registration_of(body, limits)?;
+    let signer = registration_signer(body)?;
+    Ok(Register {
+        node_id: registration.node_id,
+        record: registration.record,
+        signer,
+        operator: false,
+    })
+}
+
+/// A whole renew request.
+pub fn renew_of(body: &Map<String, Value>, limits: &Limits) -> Result<Renew, Rejection> {
+    let node_id = node_id_of(body, limits)?;
+    Ok(Renew::new(node_id, proof_of(body)?))
+}
+
+/// A whole deregister request: an admin token in `headers` (when one is configured)
+/// makes it the operator's, whatever proof the body carries.
+pub fn deregister_of(
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+    limits: &Limits,
+    security: &Security,
+) -> Result<Deregister, Rejection> {
+    let node_id = node_id_of(body, limits)?;
+    if security.is_admin(bearer_token(headers)) {
+        return Ok(Deregister::by_operator(node_id));
+    }
+    Ok(Deregister::new(node_id, proof_of(body)?))
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix(ADMIN_AUTH_SCHEME))
+}
+
+/// A string field of a body: absent/null => `None`, a non-string => 400.
+fn optional_str<'a>(
+    body: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, Rejection> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(Rejection::bad_request(format!(
+            "'{name}' must be a string."
+        ))),
+    }
+}
+
+/// The `signature_alg` of a body (absent: legacy SHA-1, as in etcd entries).
+fn alg_of(body: &Map<String, Value>) -> Result<SignatureAlg, Rejection> {
+    let field = optional_str(body, "signature_alg")?;
+    SignatureAlg::from_entry_field(field).ok_or_else(|| {
+        Rejection::bad_request(format!(
+            "'signature_alg' must be '{}' or absent (legacy SHA-1).",
+            SignatureAlg::ES256_NAME
+        ))
+    })
+}
+
+/// The `timestamp` of a body: absent/null => `None`, not a non-negative integer => 400.
+fn timestamp_of(body: &Map<String, Value>) -> Result<Option<u64>, Rejection> {
+    match body.get("timestamp") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
+        Some(_) => Err(Rejection::bad_request(
+            "'timestamp' must be a non-negative integer (Unix milliseconds).",
+        )),
+    }
+}
+
+/// Reads the proof of a renew or deregister body (a token wins over a signature).
+pub fn proof_of(body: &Map<String, Value>) -> Result<Proof, Rejection> {
+    if let Some(token) = optional_str(body, "lease_token")? {
+        return Ok(Proof::Token(hash_token(token)));
+    }
+    let Some(signature) = optional_str(body, "signature")? else {
+        return Ok(Proof::None);
+    };
+    let signature = Signature::from_base64(signature)
+        .map_err(|e| Rejection::bad_request(format!("'signature': {e}.")))?;
+    let Some(timestamp) = timestamp_of(body)? else {
+        return Err(Rejection::bad_request(
+            "A 'signature' needs a 'timestamp' (integer Unix milliseconds).",
+        ));
+    };
+    Ok(Proof::Signature {
+        signature,
+        alg: alg_of(body)?,
+        timestamp,
+    })
+}
+
+/// Verifies the signatures of a register body, if it has them: `None` for an unsigned
+/// registration, the signer for a valid signed one (its `node_info` signature AND its
+/// op proof over `register`, the node id and the timestamp), 400/403 otherwise.
+pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<Signer>, Rejection> {
+    let key = optional_str(body, "public_key")?;
+    let signature = optional_str(body, "signature")?;
+    let (key, signature) = match (key, signature) {
+        (None, None) => return Ok(None),
+        (Some(k), Some(s)) => (k, s),
+        _ => {
+            return Err(Rejection::bad_request(
+                "A signed registration needs both 'public_key' and 'signature'.",
+            ));
+        }
+    };
+    let key = PublicKey::from_base64(key)
+        .map_err(|e| Rejection::bad_request(format!("'public_key': {e}.")))?;
+    let signature = Signature::from_base64(signature)
+        .map_err(|e| Rejection::bad_request(format!("'signature': {e}.")))?;
+    let alg = alg_of(body)?;
+    // Fields were validated by `registration_of` before; rebuild node_info from them.
+    let (Some(Value::String(node_id)), Some(Value::String(host)), Some(port)) = (
+        body.get("node_id"),
+        body.get("host"),
+        body.get("port").and_then(Value::as_u64),
+    ) else {
+        return Err(Rejection::bad_request(
+            "'node_id', 'host', and 'port' are required fields.",
+        ));
+    };
+    let port = u16::try_from(port)
+        .map_err(|_| Rejection::bad_request("'port' must be between 1 and 65535."))?;
+    let empty = Map::new();
+    let metadata = match body.get("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => &empty,
+    };
+    let node_info = registration_node_info(node_id, host, port, key.to_base64(), metadata);
+    policy::verify_registration(
+        node_id,
+        &key,
+        &registration_bytes(&node_info),
+        &signature,
+        alg,
+    )?;
+    // The node_info signature has no time in it (it is the etcd entry's): without a
+    // fresh op proof, a copy of the registration could be replayed.
+    let (Some(timestamp), Some(op_signature)) =
+        (timestamp_of(body)?, optional_str(body, "op_signature")?)
+    else {
+        return Err(policy::missing_op_proof(node_id).into());
+    };
+    let op_signature = Signature::from_base64(op_signature)
+        .map_err(|e| Rejection::bad_request(format!("'op_signature': {e}.")))?;
+    policy::verify_register_op(node_id, &key, timestamp, &op_signature, alg)?;
+    Ok(Some(Signer { key, timestamp }))
+}
+
+/// Reads the body (bounded by the configured limit) and parses it into an object.
+pub async fn read_object(
+    limit: usize,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Value>, Rejection> {
+    let too_large = || Rejection {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("Request body exceeds the limit of {limit} bytes."),
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let bytes: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) => {
+            return Err(Rejection::bad_request(format!(
+                "Could not read the request body: {e}."
+            )));
+        }
+    };
+    parse_object(headers, &bytes)
+}
+
+/// `since` and `epoch` of a watch query; other parameters are ignored.
+pub fn watch_query(query: &str) -> Result<(Option<u64>, Option<u64>), Rejection> {
+    let (mut since, mut epoch) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match key {
+            "since" => &mut since,
+            "epoch" => &mut epoch,
+            _ => continue,
+        };
+        *slot = Some(value.parse::<u64>().map_err(|_| {
+            Rejection::bad_request(format!(
+                "'{key}' must be a non-negative integer, got '{value}'."
+            ))
+        })?);
+    }
+    Ok((since, epoch))
 }
 
 #[cfg(test)]

@@ -1,20 +1,21 @@
 //! Serving: [`app`] builds the router and its [`Center`]; [`run`] serves it on a
-//! listener until a shutdown signal, then stops cleanly.
+//! listener until a shutdown signal, then stops cleanly (the center's life cycle is the
+//! center's; this only orders it around the accept loop).
 
 use std::future::Future;
 
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::center::Center;
 use crate::config::Config;
 use crate::error::Result;
-use crate::registry::Center;
 
 /// Starts a center (store opened and loaded, writer and reaper running) and returns
 /// its router, for serving or for driving with `tower::ServiceExt::oneshot` in tests.
 pub async fn app(config: Config) -> Result<(Router, Center)> {
     let center = Center::start(config).await?;
-    Ok((crate::api::router(center.clone()), center))
+    Ok((super::handlers::router(center.clone()), center))
 }
 
 /// Serves a center on `listener` until `shutdown` completes, then stops accepting,
@@ -28,7 +29,7 @@ pub async fn run(
     let tls = config
         .tls
         .as_ref()
-        .map(|files| crate::transport::tls_acceptor(&files.cert, &files.key))
+        .map(|files| super::transport::tls_acceptor(&files.cert, &files.key))
         .transpose()?;
     let timeouts = config.timeouts;
     let (router, center) = app(config).await?;
@@ -42,7 +43,7 @@ pub async fn run(
         shutdown.await;
         watched.close_watchers();
     };
-    let served = crate::transport::serve(listener, router, tls, timeouts, shutdown).await;
+    let served = super::transport::serve(listener, router, tls, timeouts, shutdown).await;
     tracing::info!("no longer accepting; closing the store");
     let closed = center.shutdown().await;
     served.and(closed)

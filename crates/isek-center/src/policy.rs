@@ -1,4 +1,4 @@
-//! Ownership of nodes: who may renew, overwrite or deregister a registration.
+//! The ownership rules: who may renew, overwrite or deregister a registration.
 //!
 //! A node registered with a signature (see [`isek::wire::proof`]) has an [`Owner`]:
 //! its public key and the SHA-256 of the lease token handed to the registrant. While
@@ -15,7 +15,9 @@
 //!   nodes that have no owner;
 //! - [`Guard::Admin`]: the operator (admin token) or in-process callers.
 //!
-//! Refusals are [`Refusal`]s: a status and a message naming the missing proof.
+//! Refusals are [`Refusal`]s: a [`RefusalKind`] (what the caller can do about it) and a
+//! message naming the missing proof. Level 0 (pure): no HTTP status, no store, no
+//! lock on the registry; `http` alone maps a kind to a status.
 //!
 //! Replay: the registration signature covers only `node_info` (it is the etcd entry's
 //! signature, which has no timestamp), so a signed registration also carries an op
@@ -29,53 +31,16 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use isek::canonical::write_str;
 use isek::identity::{PublicKey, Signature, SignatureAlg};
-use isek::wire::proof::{ADMIN_AUTH_SCHEME, DEREGISTER_OP, RENEW_OP, operation_bytes};
-use isek::wire::proof::{REGISTER_OP, TIMESTAMP_WINDOW_MS, unix_millis};
-use isek::wire::proof::{registration_bytes, registration_node_info};
-use serde_json::{Map, Value};
+use isek::wire::proof::{REGISTER_OP, TIMESTAMP_WINDOW_MS, operation_bytes, unix_millis};
 use sha2::{Digest, Sha256};
-use tokio::sync::oneshot;
-use tokio::time::Instant;
 
-use crate::registry::{Center, NodeRecord};
-use crate::request::{Rejection, node_id_of, registration_of};
-use crate::writer::{WriteError, WriteOp};
+use crate::record::Owner;
 
 /// Bytes of randomness in a lease token (256 bits).
 const TOKEN_BYTES: usize = 32;
-
-/// The owner of a signed registration.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Owner {
-    /// The key that signed the registration; renew/deregister signatures must verify
-    /// with it and re-registrations must be signed by it.
-    key: PublicKey,
-    /// SHA-256 of the lease token given to the registrant (`None` when unknown, e.g.
-    /// a store row without one): the token itself is never kept.
-    token_hash: Option<[u8; 32]>,
-}
-
-impl Owner {
-    /// An owner with `key` and the hash of its lease token.
-    pub fn new(key: PublicKey, token_hash: Option<[u8; 32]>) -> Self {
-        Self { key, token_hash }
-    }
-
-    /// The owner's public key.
-    pub fn key(&self) -> &PublicKey {
-        &self.key
-    }
-
-    /// SHA-256 of the owner's lease token, if known.
-    pub fn token_hash(&self) -> Option<&[u8; 32]> {
-        self.token_hash.as_ref()
-    }
-}
 
 /// Most node ids [`Horizons`] remembers (about 100 MiB at worst); past half of it after
 /// pruning, it forgets them all and raises its floor instead.
@@ -210,31 +175,41 @@ impl HorizonState {
     }
 }
 
-/// Why an act on a node was refused (status and envelope message).
+/// What kind of refusal: decides the answer (`http` maps it to a status) without this
+/// layer knowing HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// A proof is missing or wrong (403).
+    Forbidden,
+    /// The center requires signed registrations and this one is unsigned (401).
+    SignatureRequired,
+    /// The center holds its maximum number of nodes (503).
+    Full,
+    /// A resource the act needs is missing, e.g. randomness for a token (503).
+    Unavailable,
+}
+
+/// Why an act on a node was refused: its kind and the envelope message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Refusal {
-    /// HTTP status: 403 for a missing or wrong proof, 503 when the center is full.
-    pub status: StatusCode,
+    /// What kind of refusal (the HTTP layer's status).
+    pub kind: RefusalKind,
     /// Envelope message naming the missing or wrong proof.
     pub message: String,
 }
 
 impl Refusal {
-    /// A 403 with `message`.
+    /// A refusal for a missing or wrong proof.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            message: message.into(),
-        }
+        Self::new(RefusalKind::Forbidden, message)
     }
-}
 
-impl From<Refusal> for Rejection {
-    fn from(r: Refusal) -> Self {
-        Rejection {
-            status: r.status,
-            message: r.message,
+    /// A refusal of `kind` with `message`.
+    pub fn new(kind: RefusalKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
         }
     }
 }
@@ -303,11 +278,13 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 /// A fresh lease token (256 random bits, base64url) and its SHA-256.
-pub fn new_token() -> Result<(String, [u8; 32]), Rejection> {
+pub fn new_token() -> Result<(String, [u8; 32]), Refusal> {
     let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes).map_err(|e| Rejection {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: format!("No randomness available for a lease token: {e}."),
+    getrandom::fill(&mut bytes).map_err(|e| {
+        Refusal::new(
+            RefusalKind::Unavailable,
+            format!("No randomness available for a lease token: {e}."),
+        )
     })?;
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let hash = hash_token(&token);
@@ -317,6 +294,11 @@ pub fn new_token() -> Result<(String, [u8; 32]), Rejection> {
 /// SHA-256 of a token as presented.
 pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// Whether a presented admin token matches the configured hash (constant time).
+pub fn is_admin_token(presented: &str, expected: &[u8; 32]) -> bool {
+    constant_time_eq(&hash_token(presented.trim()), expected)
 }
 
 /// Unix milliseconds now, the unit of signed timestamps (0 before 1970).
@@ -342,64 +324,6 @@ pub enum Proof {
     },
 }
 
-/// A string field of a body: absent/null => `None`, a non-string => 400.
-fn optional_str<'a>(
-    body: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, Rejection> {
-    match body.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(Rejection::bad_request(format!(
-            "'{name}' must be a string."
-        ))),
-    }
-}
-
-/// The `signature_alg` of a body (absent: legacy SHA-1, as in etcd entries).
-fn alg_of(body: &Map<String, Value>) -> Result<SignatureAlg, Rejection> {
-    let field = optional_str(body, "signature_alg")?;
-    SignatureAlg::from_entry_field(field).ok_or_else(|| {
-        Rejection::bad_request(format!(
-            "'signature_alg' must be '{}' or absent (legacy SHA-1).",
-            SignatureAlg::ES256_NAME
-        ))
-    })
-}
-
-/// The `timestamp` of a body: absent/null => `None`, not a non-negative integer => 400.
-fn timestamp_of(body: &Map<String, Value>) -> Result<Option<u64>, Rejection> {
-    match body.get("timestamp") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-        Some(_) => Err(Rejection::bad_request(
-            "'timestamp' must be a non-negative integer (Unix milliseconds).",
-        )),
-    }
-}
-
-/// Reads the proof of a renew or deregister body (a token wins over a signature).
-pub fn proof_of(body: &Map<String, Value>) -> Result<Proof, Rejection> {
-    if let Some(token) = optional_str(body, "lease_token")? {
-        return Ok(Proof::Token(hash_token(token)));
-    }
-    let Some(signature) = optional_str(body, "signature")? else {
-        return Ok(Proof::None);
-    };
-    let signature = Signature::from_base64(signature)
-        .map_err(|e| Rejection::bad_request(format!("'signature': {e}.")))?;
-    let Some(timestamp) = timestamp_of(body)? else {
-        return Err(Rejection::bad_request(
-            "A 'signature' needs a 'timestamp' (integer Unix milliseconds).",
-        ));
-    };
-    Ok(Proof::Signature {
-        signature,
-        alg: alg_of(body)?,
-        timestamp,
-    })
-}
-
 /// A verified signed registration: who signed it and when its op proof was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signer {
@@ -410,283 +334,80 @@ pub struct Signer {
     pub timestamp: u64,
 }
 
-/// Verifies the signatures of a register body, if it has them: `None` for an unsigned
-/// registration, the signer for a valid signed one (its `node_info` signature AND its
-/// op proof over `register`, the node id and the timestamp), 400/403 otherwise.
-pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<Signer>, Rejection> {
-    let key = optional_str(body, "public_key")?;
-    let signature = optional_str(body, "signature")?;
-    let (key, signature) = match (key, signature) {
-        (None, None) => return Ok(None),
-        (Some(k), Some(s)) => (k, s),
-        _ => {
-            return Err(Rejection::bad_request(
-                "A signed registration needs both 'public_key' and 'signature'.",
-            ));
-        }
-    };
-    let key = PublicKey::from_base64(key)
-        .map_err(|e| Rejection::bad_request(format!("'public_key': {e}.")))?;
-    let signature = Signature::from_base64(signature)
-        .map_err(|e| Rejection::bad_request(format!("'signature': {e}.")))?;
-    let alg = alg_of(body)?;
-    // Fields were validated by `registration_of` before; rebuild node_info from them.
-    let (Some(Value::String(node_id)), Some(Value::String(host)), Some(port)) = (
-        body.get("node_id"),
-        body.get("host"),
-        body.get("port").and_then(Value::as_u64),
-    ) else {
-        return Err(Rejection::bad_request(
-            "'node_id', 'host', and 'port' are required fields.",
-        ));
-    };
-    let port = u16::try_from(port)
-        .map_err(|_| Rejection::bad_request("'port' must be between 1 and 65535."))?;
-    let empty = Map::new();
-    let metadata = match body.get("metadata") {
-        Some(Value::Object(m)) => m,
-        _ => &empty,
-    };
-    let node_info = registration_node_info(node_id, host, port, key.to_base64(), metadata);
-    key.verify(&registration_bytes(&node_info), &signature, alg)
-        .map_err(|_| {
-            Rejection::from(Refusal::forbidden(format!(
-                "The registration signature of node '{node_id}' does not verify with its 'public_key'."
-            )))
-        })?;
-    // The node_info signature has no time in it (it is the etcd entry's): without a
-    // fresh op proof, a copy of the registration could be replayed.
-    let (Some(timestamp), Some(op_signature)) =
-        (timestamp_of(body)?, optional_str(body, "op_signature")?)
-    else {
-        return Err(Refusal::forbidden(format!(
-            "A signed registration needs an op proof: 'timestamp' (Unix milliseconds) and 'op_signature', a signature by the same key over {{\"node_id\", \"op\": \"{REGISTER_OP}\", \"timestamp\"}}; without it, node '{node_id}' is refused (a copy of a registration must not be replayable)."
+/// Checks the `node_info` signature of a signed registration of `node_id`: `message`
+/// is the canonical `node_info` text it signs (see `isek::wire::proof`).
+pub fn verify_registration(
+    node_id: &str,
+    key: &PublicKey,
+    message: &[u8],
+    signature: &Signature,
+    alg: SignatureAlg,
+) -> Result<(), Refusal> {
+    key.verify(message, signature, alg).map_err(|_| {
+        Refusal::forbidden(format!(
+            "The registration signature of node '{node_id}' does not verify with its 'public_key'."
         ))
-        .into());
-    };
-    let op_signature = Signature::from_base64(op_signature)
-        .map_err(|e| Rejection::bad_request(format!("'op_signature': {e}.")))?;
+    })
+}
+
+/// The refusal of a signed registration without an op proof: the `node_info`
+/// signature has no time in it (it is the etcd entry's), so a copy of the
+/// registration could be replayed.
+pub fn missing_op_proof(node_id: &str) -> Refusal {
+    Refusal::forbidden(format!(
+        "A signed registration needs an op proof: 'timestamp' (Unix milliseconds) and 'op_signature', a signature by the same key over {{\"node_id\", \"op\": \"{REGISTER_OP}\", \"timestamp\"}}; without it, node '{node_id}' is refused (a copy of a registration must not be replayable)."
+    ))
+}
+
+/// Checks the op proof of a signed registration (`register`, the node id and the
+/// timestamp, signed by the same key).
+pub fn verify_register_op(
+    node_id: &str,
+    key: &PublicKey,
+    timestamp: u64,
+    op_signature: &Signature,
+    alg: SignatureAlg,
+) -> Result<(), Refusal> {
     key.verify(
         &operation_bytes(REGISTER_OP, node_id, timestamp),
-        &op_signature,
+        op_signature,
         alg,
     )
     .map_err(|_| {
-        Rejection::from(Refusal::forbidden(format!(
+        Refusal::forbidden(format!(
             "The '{REGISTER_OP}' op signature of node '{node_id}' does not verify with its 'public_key'."
-        )))
-    })?;
-    Ok(Some(Signer { key, timestamp }))
+        ))
+    })
+}
+
+/// Checks the signature of a renew or deregister (`op`) on `id` with the key of its
+/// `owner`, then accepts its timestamp in `horizons` (window, no replay); the guard
+/// it earns.
+pub fn verify_act(
+    op: &str,
+    id: &str,
+    owner: &Owner,
+    signature: &Signature,
+    alg: SignatureAlg,
+    timestamp: u64,
+    horizons: &Horizons,
+) -> Result<Guard, Refusal> {
+    owner
+        .key()
+        .verify(&operation_bytes(op, id, timestamp), signature, alg)
+        .map_err(|_| {
+            Refusal::forbidden(format!(
+                "The '{op}' signature does not verify with the key that owns node '{id}'."
+            ))
+        })?;
+    horizons.accept(id, timestamp, unix_millis())?;
+    Ok(Guard::Key(owner.key().clone()))
 }
 
 /// A new owner for a verified registration by `key`, with a fresh token.
-pub fn new_owner(key: PublicKey) -> Result<(Arc<Owner>, String), Rejection> {
+pub fn new_owner(key: PublicKey) -> Result<(Arc<Owner>, String), Refusal> {
     let (token, hash) = new_token()?;
     Ok((Arc::new(Owner::new(key, Some(hash))), token))
-}
-
-/// Who may act on nodes: the operator's security settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Security {
-    /// Refuse unsigned registrations (`--require-signatures`); by default the
-    /// original, unsigned protocol is accepted for nodes without an owner.
-    pub require_signatures: bool,
-    /// SHA-256 of the admin token (`--admin-token-file` / `ISEK_ADMIN_TOKEN`); `None`:
-    /// no admin operation exists.
-    pub admin_token_hash: Option<[u8; 32]>,
-    /// Most nodes the center holds (`--max-nodes`); registrations of new ids beyond it
-    /// get 503. `None`: unbounded.
-    pub max_nodes: Option<usize>,
-}
-
-impl Security {
-    /// These settings with an admin token (only its hash is kept).
-    pub fn with_admin_token(mut self, token: &str) -> Self {
-        self.admin_token_hash = Some(hash_token(token.trim()));
-        self
-    }
-
-    /// Whether `headers` carry `Authorization: Bearer <admin token>`; always false
-    /// without a configured token.
-    pub fn is_admin(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.admin_token_hash else {
-            return false;
-        };
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix(ADMIN_AUTH_SCHEME))
-            .is_some_and(|token| constant_time_eq(&hash_token(token.trim()), expected))
-    }
-}
-
-impl Center {
-    /// The owner of the live node `id`, if it has one.
-    pub fn owner_of(&self, id: &str) -> Option<Arc<Owner>> {
-        let now = Instant::now();
-        let state = self.core().lock();
-        state
-            .leases
-            .get(id, now)
-            .and_then(|e| e.value.owner().cloned())
-    }
-
-    /// Registers `id` if `guard` proves the right to replace the live node (if any);
-    /// the check and the write happen together in the store writer.
-    ///
-    /// `timestamp` is the op proof of a signed registration, accepted (window, no
-    /// replay) only once the ownership check passed.
-    pub async fn register_guarded(
-        &self,
-        id: &str,
-        record: NodeRecord,
-        guard: Guard,
-        timestamp: Option<u64>,
-    ) -> Result<(), WriteError> {
-        let (reply, answer) = oneshot::channel();
-        let op = WriteOp::Put {
-            id: Arc::from(id),
-            record,
-            guard,
-            timestamp,
-            reply,
-        };
-        self.writer()?
-            .send(op)
-            .await
-            .map_err(|_| WriteError::ShuttingDown)?;
-        answer.await.map_err(|_| WriteError::ShuttingDown)?
-    }
-
-    /// Renews `id` if `guard` proves ownership: `Ok(false)` when it is not live. The
-    /// check is a hash comparison under the table lock, no signature work.
-    pub fn renew_guarded(&self, id: &str, guard: &Guard) -> Result<bool, Refusal> {
-        let now = Instant::now();
-        let mut state = self.core().lock();
-        let Some(entry) = state.leases.get(id, now) else {
-            return Ok(false);
-        };
-        guard.check_act(id, entry.value.owner().map(Arc::as_ref))?;
-        Ok(state.leases.renew(id, now))
-    }
-
-    /// Deregisters `id` if `guard` proves ownership (checked by the store writer
-    /// together with the delete); `Ok(false)` when it is not live.
-    pub async fn deregister_guarded(&self, id: &str, guard: Guard) -> Result<bool, WriteError> {
-        if !self.is_live(id) {
-            return Ok(false);
-        }
-        let (reply, answer) = oneshot::channel();
-        let op = WriteOp::Delete {
-            id: Arc::from(id),
-            guard,
-            reply,
-        };
-        self.writer()?
-            .send(op)
-            .await
-            .map_err(|_| WriteError::ShuttingDown)?;
-        answer.await.map_err(|_| WriteError::ShuttingDown)?
-    }
-
-    /// Turns the proof of a renew or deregister (`op`) into a guard: a signature is
-    /// verified with the node's key and its timestamp accepted (window, no replay).
-    pub fn guard_for(&self, op: &str, id: &str, proof: Proof) -> Result<Guard, Rejection> {
-        match proof {
-            Proof::None => Ok(Guard::Unsigned),
-            Proof::Token(hash) => Ok(Guard::Token(hash)),
-            Proof::Signature {
-                signature,
-                alg,
-                timestamp,
-            } => {
-                // An unknown or unsigned node: nothing to verify against; the act is
-                // then as good as unsigned (404 or the original behaviour).
-                let Some(owner) = self.owner_of(id) else {
-                    return Ok(Guard::Unsigned);
-                };
-                owner
-                    .key()
-                    .verify(&operation_bytes(op, id, timestamp), &signature, alg)
-                    .map_err(|_| {
-                        Refusal::forbidden(format!(
-                            "The '{op}' signature does not verify with the key that owns node '{id}'."
-                        ))
-                    })?;
-                self.core().horizons.accept(id, timestamp, unix_millis())?;
-                Ok(Guard::Key(owner.key().clone()))
-            }
-        }
-    }
-
-    /// The whole register request after body parsing: validation, signature check,
-    /// ownership and limits. Returns the node id and, for a signed registration, the
-    /// fresh lease token.
-    pub async fn register_request(
-        &self,
-        body: &Map<String, Value>,
-    ) -> Result<(String, Option<String>), Rejection> {
-        let registration = registration_of(body, &self.config().limits)?;
-        let signer = registration_signer(body)?;
-        let (record, guard, token, timestamp) = match signer {
-            Some(Signer { key, timestamp }) => {
-                let (owner, token) = new_owner(key.clone())?;
-                (
-                    registration.record.with_owner(Some(owner)),
-                    Guard::Key(key),
-                    Some(token),
-                    Some(timestamp),
-                )
-            }
-            None if self.config().security.require_signatures => {
-                return Err(Rejection {
-                    status: StatusCode::UNAUTHORIZED,
-                    message: "This center requires signed registrations: add 'public_key' and 'signature' (see isek register --identity).".into(),
-                });
-            }
-            None => (registration.record, Guard::Unsigned, None, None),
-        };
-        self.register_guarded(&registration.node_id, record, guard, timestamp)
-            .await?;
-        Ok((registration.node_id, token))
-    }
-
-    /// The whole renew request after body parsing: `(node id, renewed?)`.
-    pub fn renew_request(&self, body: &Map<String, Value>) -> Result<(String, bool), Rejection> {
-        let id = node_id_of(body, &self.config().limits)?;
-        let guard = self.guard_for(RENEW_OP, &id, proof_of(body)?)?;
-        let renewed = self.renew_guarded(&id, &guard)?;
-        Ok((id, renewed))
-    }
-
-    /// The whole deregister request after body parsing: `(node id, removed?)`. An
-    /// admin token in `headers` (when one is configured) skips ownership checks.
-    pub async fn deregister_request(
-        &self,
-        headers: &HeaderMap,
-        body: &Map<String, Value>,
-    ) -> Result<(String, bool), Rejection> {
-        let id = node_id_of(body, &self.config().limits)?;
-        let guard = if self.config().security.is_admin(headers) {
-            tracing::info!(node_id = %id, "admin deregistration");
-            Guard::Admin
-        } else {
-            self.guard_for(DEREGISTER_OP, &id, proof_of(body)?)?
-        };
-        let removed = self.deregister_guarded(&id, guard).await?;
-        Ok((id, removed))
-    }
-}
-
-/// A 200 envelope whose `data` is `{"lease_token": token}` (Flask-style JSON).
-pub fn envelope_with_token(message: &str, token: &str) -> String {
-    let mut out = String::with_capacity(80 + message.len() + token.len());
-    out.push_str("{\"code\":200,\"data\":{\"lease_token\":");
-    write_str(&mut out, token);
-    out.push_str("},\"message\":");
-    write_str(&mut out, message);
-    out.push_str("}\n");
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,450 @@
+//! [`Center`]: the registry service shared by every request, and its lifecycle.
+//!
+//! State lives in one [`crate::lease::LeaseTable`] (node records and their leases) behind a
+//! `std::sync::Mutex` held for microseconds and never across an `.await`:
+//!
+//! - **renew** touches only the lease table: no store write, no snapshot rebuild;
+//! - **register / deregister** go through the store writer ([`crate::writer`]), which
+//!   commits them durably (grouped), then applies them to the table in commit order
+//!   and only then answers;
+//! - **expiry**: the reaper (`reaper`) collects leases that ran out and hands
+//!   them to the writer, which deletes them from the store and the table;
+//! - **listing** is served from a cached body (`snapshot`).
+//!
+//! Every change (register, update, deregister, expiry) gets the next value of a
+//! monotonically increasing revision, the basis of the change stream.
+//!
+//! Level 3: it composes the layers below (state, store, writer, reaper, streams) and
+//! offers typed methods ([`Center::register`], [`Center::renew`],
+//! [`Center::deregister`], listings, `Center::watch`) taking [`crate::command`]
+//! values. It knows no HTTP type: `http` parses requests into commands and maps the
+//! answers to statuses.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use isek::wire::center::NODES_PATH;
+use isek::wire::proof::{DEREGISTER_OP, RENEW_OP};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::command::{Deregister, Register, Renew};
+use crate::config::Config;
+use crate::dirlock::DirLock;
+use crate::error::{Error, Result};
+use crate::feed::{Feed, Resync, WatchStart};
+use crate::policy::{Guard, Horizons, Proof, Refusal, RefusalKind, Signer};
+use crate::record::{NodeRecord, Owner};
+use crate::snapshot::SnapshotCache;
+use crate::state::{Core, State};
+use crate::store::Store;
+use crate::writer::{WriteError, WriteOp};
+
+/// The background tasks of a running center, joined on shutdown.
+#[derive(Debug)]
+struct Tasks {
+    /// The reaper task.
+    reaper: JoinHandle<()>,
+    /// Fires when the writer thread has drained its queue and closed the store.
+    writer_done: oneshot::Receiver<Result<()>>,
+    /// The data directory's lock, released once the store is closed.
+    dir_lock: Option<DirLock>,
+}
+
+/// Shared part of every [`Center`] handle.
+#[derive(Debug)]
+struct Inner {
+    /// The registry core.
+    core: Arc<Core>,
+    /// The only strong sender to the store writer; taken out on shutdown so the writer
+    /// ends once in-flight writes are done.
+    writes: Mutex<Option<mpsc::Sender<WriteOp>>>,
+    /// Tells the reaper to stop.
+    stop: watch::Sender<bool>,
+    /// Background tasks, taken by the first shutdown.
+    tasks: tokio::sync::Mutex<Option<Tasks>>,
+    /// The configuration the center runs with.
+    config: Config,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Last handle gone without shutdown: stop the reaper; the writer ends when
+        // the sender (dropped with us) closes its queue.
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A running registry: cheap to clone, shared by the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct Center {
+    /// Shared state and task handles.
+    inner: Arc<Inner>,
+}
+
+impl Center {
+    /// Opens the store, loads every stored node with a fresh full lease, and starts
+    /// the store writer and the reaper. Needs a Tokio runtime.
+    pub async fn start(config: Config) -> Result<Self> {
+        config.validate()?;
+        let data_dir = config.data_dir.clone();
+        let cache_kib = config.sqlite_cache_kib;
+        let (dir_lock, store, loaded) = tokio::task::spawn_blocking(move || {
+            let dir_lock = data_dir.as_deref().map(DirLock::acquire).transpose()?;
+            let store = Store::open(data_dir.as_deref(), cache_kib)?;
+            let loaded = store.load()?;
+            Ok::<_, Error>((dir_lock, store, loaded))
+        })
+        .await
+        .map_err(|e| Error::Task(format!("store loader: {e}")))??;
+
+        // Taken after the store is loaded: every signature accepted by an earlier run
+        // (whose nodes were just loaded) was made before it (see `Horizons::new`).
+        let start_ms = crate::policy::unix_now();
+        let count = loaded.len();
+        let state = State::load(config.lease_ttl, Instant::now(), loaded, |revision| {
+            Feed::new(
+                revision,
+                config.watch_history,
+                config.watch_history_bytes,
+                config.watch_buffer,
+            )
+        });
+        log_start(config.data_dir.as_deref(), count, config.lease_ttl);
+
+        let core = Arc::new(Core::new(
+            state,
+            SnapshotCache::new(config.snapshot_max_age),
+            crate::feed::new_epoch(),
+            Horizons::new(start_ms),
+        ));
+        let (tx, rx) = mpsc::channel(config.write_queue.max(1));
+        let writer_done = crate::writer::spawn(
+            store,
+            Arc::clone(&core),
+            rx,
+            config.max_batch,
+            config.security.max_nodes,
+        )?;
+        let (stop, stop_rx) = watch::channel(false);
+        let reaper = tokio::spawn(crate::reaper::run(
+            Arc::clone(&core),
+            tx.downgrade(),
+            stop_rx,
+        ));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                core,
+                writes: Mutex::new(Some(tx)),
+                stop,
+                tasks: tokio::sync::Mutex::new(Some(Tasks {
+                    reaper,
+                    writer_done,
+                    dir_lock,
+                })),
+                config,
+            }),
+        })
+    }
+
+    /// The configuration this center runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A sender to the writer, or why there is none.
+    fn writer(&self) -> Result<mpsc::Sender<WriteOp>, WriteError> {
+        self.inner
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(WriteError::ShuttingDown)
+    }
+
+    /// Sends `op` to the writer and waits for its answer on `answer`.
+    async fn write<T>(
+        &self,
+        op: WriteOp,
+        answer: oneshot::Receiver<Result<T, WriteError>>,
+    ) -> Result<T, WriteError> {
+        self.writer()?
+            .send(op)
+            .await
+            .map_err(|_| WriteError::ShuttingDown)?;
+        answer.await.map_err(|_| WriteError::ShuttingDown)?
+    }
+
+    /// Registers (or replaces) a node durably and starts its lease; returns once the
+    /// registration is committed to the store and visible, with the fresh lease token
+    /// of a signed registration. The ownership check (may this request replace the
+    /// live node's owner?) runs in the writer together with the write it allows; a
+    /// signed registration's op-proof timestamp is accepted (window, no replay) only
+    /// once that check passed.
+    pub async fn register(&self, request: Register) -> Result<Option<String>, WriteError> {
+        let Register {
+            node_id,
+            record,
+            signer,
+            operator,
+        } = request;
+        let (record, guard, token, timestamp) = match signer {
+            Some(Signer { key, timestamp }) => {
+                let (owner, token) = crate::policy::new_owner(key.clone())?;
+                (
+                    record.with_owner(Some(owner)),
+                    Guard::Key(key),
+                    Some(token),
+                    Some(timestamp),
+                )
+            }
+            None if operator => (record, Guard::Admin, None, None),
+            None if self.config().security.require_signatures => {
+                return Err(WriteError::Refused(Refusal::new(
+                    RefusalKind::SignatureRequired,
+                    "This center requires signed registrations: add 'public_key' and 'signature' (see isek register --identity).",
+                )));
+            }
+            None => (record, Guard::Unsigned, None, None),
+        };
+        let (reply, answer) = oneshot::channel();
+        let op = WriteOp::Put {
+            id: Arc::from(node_id),
+            record,
+            guard,
+            timestamp,
+            reply,
+        };
+        self.write(op, answer).await?;
+        Ok(token)
+    }
+
+    /// Extends the lease of a live node to now + TTL if the request proves ownership:
+    /// `Ok(false)` when it is unknown or expired. Touches only the lease table (no
+    /// store write, no snapshot rebuild); a token check is a hash comparison under the
+    /// table lock, a signature is verified before it is taken.
+    pub fn renew(&self, request: Renew) -> Result<bool, Refusal> {
+        let id = request.node_id.as_str();
+        let guard = if request.operator {
+            Guard::Admin
+        } else {
+            self.guard_for(RENEW_OP, id, request.proof)?
+        };
+        let now = Instant::now();
+        let mut state = self.inner.core.lock();
+        let Some(entry) = state.leases().get(id, now) else {
+            return Ok(false);
+        };
+        guard.check_act(id, entry.value.owner().map(Arc::as_ref))?;
+        Ok(state.renew(id, now))
+    }
+
+    /// Removes a live node durably if the request proves ownership (checked by the
+    /// writer together with the delete); `Ok(false)` if it is unknown or expired.
+    pub async fn deregister(&self, request: Deregister) -> Result<bool, WriteError> {
+        let id = request.node_id.as_str();
+        let guard = if request.operator {
+            tracing::info!(node_id = %id, "operator deregistration");
+            Guard::Admin
+        } else {
+            self.guard_for(DEREGISTER_OP, id, request.proof)?
+        };
+        if !self.is_live(id) {
+            return Ok(false);
+        }
+        let (reply, answer) = oneshot::channel();
+        let op = WriteOp::Delete {
+            id: Arc::from(id),
+            guard,
+            reply,
+        };
+        self.write(op, answer).await
+    }
+
+    /// Turns the proof of a renew or deregister (`op`) into a guard: a signature is
+    /// verified with the node's key and its timestamp accepted (window, no replay).
+    fn guard_for(&self, op: &str, id: &str, proof: Proof) -> Result<Guard, Refusal> {
+        match proof {
+            Proof::None => Ok(Guard::Unsigned),
+            Proof::Token(hash) => Ok(Guard::Token(hash)),
+            Proof::Signature {
+                signature,
+                alg,
+                timestamp,
+            } => {
+                // An unknown or unsigned node: nothing to verify against; the act is
+                // then as good as unsigned (404 or the original behaviour).
+                let Some(owner) = self.owner_of(id) else {
+                    return Ok(Guard::Unsigned);
+                };
+                crate::policy::verify_act(
+                    op,
+                    id,
+                    &owner,
+                    &signature,
+                    alg,
+                    timestamp,
+                    self.inner.core.horizons(),
+                )
+            }
+        }
+    }
+
+    /// The owner of the live node `id`, if it has one.
+    pub fn owner_of(&self, id: &str) -> Option<Arc<Owner>> {
+        let now = Instant::now();
+        let state = self.inner.core.lock();
+        state
+            .leases()
+            .get(id, now)
+            .and_then(|e| e.value.owner().cloned())
+    }
+
+    /// Whether `id` is registered and its lease has not run out.
+    pub fn is_live(&self, id: &str) -> bool {
+        let now = Instant::now();
+        self.inner.core.lock().leases().is_live(id, now)
+    }
+
+    /// The record and lease deadline of a live node.
+    pub fn get(&self, id: &str) -> Option<(NodeRecord, Instant)> {
+        let now = Instant::now();
+        let state = self.inner.core.lock();
+        state
+            .leases()
+            .get(id, now)
+            .map(|e| (e.value.clone(), e.deadline))
+    }
+
+    /// Number of live nodes (walks the table: for tests and tools, not hot paths).
+    pub fn live_count(&self) -> usize {
+        let now = Instant::now();
+        self.inner.core.lock().leases().live(now).count()
+    }
+
+    /// The full `GET available_nodes` response body, from the snapshot cache.
+    pub fn available_nodes_body(&self) -> Bytes {
+        let core = &self.inner.core;
+        core.snapshot().body(core.revision(), |now| {
+            let state = core.lock();
+            let leases = state.leases();
+            let live = leases.live(now).map(|e| (&**e.id, e.value, e.deadline));
+            let (body, earliest) =
+                crate::render::available_nodes(live, leases.len(), now, SystemTime::now());
+            (body, state.revision(), earliest)
+        })
+    }
+
+    /// Revision of the last change (register, update, deregister, expiry).
+    pub fn revision(&self) -> u64 {
+        self.inner.core.revision()
+    }
+
+    /// Incarnation of this center (random per start): change-stream revisions are only
+    /// comparable within one epoch.
+    pub fn epoch(&self) -> u64 {
+        self.inner.core.epoch()
+    }
+
+    /// The `GET /v1/nodes` body: every live node with the current revision and epoch.
+    pub fn nodes_body(&self) -> Bytes {
+        let now = Instant::now();
+        let core = &self.inner.core;
+        let state = core.lock();
+        let leases = state.leases();
+        let live = leases.live(now).map(|e| (&**e.id, e.value));
+        let body = crate::render::nodes_body(live, leases.len(), core.epoch(), state.revision());
+        drop(state);
+        Bytes::from(body)
+    }
+
+    /// Where a new watcher starts: after `since` (of `epoch`, when given) from the
+    /// change log, or from a snapshot of the live nodes; subscribed to later changes
+    /// atomically with that starting point. `Err` when `since` cannot be resumed.
+    pub(crate) fn watch(&self, since: Option<(u64, Option<u64>)>) -> Result<WatchStart, Resync> {
+        let now = Instant::now();
+        let core = &self.inner.core;
+        let keepalive = self.inner.config.watch_keepalive;
+        let mut state = core.lock();
+        let hello = crate::render::hello_frame(core.epoch(), state.revision(), keepalive);
+        match since {
+            Some((_, Some(epoch))) if epoch != core.epoch() => Err(Resync {
+                revision: state.revision(),
+                message: format!(
+                    "epoch {epoch} is not this center's (it restarted; epoch {}); re-list from {NODES_PATH}",
+                    core.epoch()
+                ),
+            }),
+            since => state.watch_start(since.map(|(since, _)| since), now, hello),
+        }
+    }
+
+    /// The body stream of a watcher starting at `start` (see [`crate::stream`]).
+    pub(crate) fn watch_body(
+        &self,
+        start: WatchStart,
+    ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
+        let core = &self.inner.core;
+        crate::stream::watch_stream(
+            start,
+            self.inner.config.watch_keepalive,
+            core.watchers_closed(),
+            core.revision_handle(),
+        )
+    }
+
+    /// Ends every change stream now and refuses none later (new ones end at once
+    /// after their initial frames): called when the server starts shutting down.
+    pub fn close_watchers(&self) {
+        self.inner.core.close_watchers();
+    }
+
+    /// Stops the reaper, lets queued writes finish, and closes the store. Writes
+    /// arriving afterwards fail with [`WriteError::ShuttingDown`]. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        let Some(tasks) = self.inner.tasks.lock().await.take() else {
+            return Ok(());
+        };
+        self.close_watchers();
+        let _ = self.inner.stop.send(true);
+        let reaper = tasks.reaper.await;
+        // Dropping the last strong sender lets the writer drain and exit.
+        drop(
+            self.inner
+                .writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let writer = tasks
+            .writer_done
+            .await
+            .map_err(|_| Error::Task("store writer ended without reporting".into()))?;
+        // The store is closed: another center may use the directory now.
+        if let Some(lock) = tasks.dir_lock {
+            lock.release();
+        }
+        reaper.map_err(|e| Error::Task(format!("reaper: {e}")))?;
+        tracing::info!("center stopped; store closed");
+        writer
+    }
+}
+
+/// One structured log line describing how the center starts.
+fn log_start(data_dir: Option<&Path>, loaded: usize, ttl: Duration) {
+    match data_dir {
+        Some(dir) => tracing::info!(
+            data_dir = %dir.display(),
+            loaded,
+            lease_ttl_s = ttl.as_secs_f64(),
+            "center store opened; loaded nodes get a fresh lease"
+        ),
+        None => tracing::info!(
+            lease_ttl_s = ttl.as_secs_f64(),
+            "center running in memory (nothing survives a restart)"
+        ),
+    }
+}

@@ -1,0 +1,372 @@
+//! Every byte the center answers with: JSON exactly as Flask's `jsonify` writes it,
+//! the `{code, data, message}` envelopes, the listings (`available_nodes`,
+//! `/v1/nodes`) and the server-sent event frames of `/v1/watch`.
+//!
+//! Flask 3 serializes with `sort_keys=True`, `ensure_ascii=True` and compact
+//! separators (`,` and `:`), then appends `"\n"`. Python's string escapes and
+//! number formats come from [`isek::canonical`]; this module only changes the
+//! separators and frames the envelopes.
+//!
+//! Level 0 (pure): functions from values to text. No lock, no clock read, no HTTP
+//! type: the status code of an envelope is a number handed in by `http`.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use isek::canonical::{write_float, write_number, write_str};
+use isek::wire::center::{
+    LIST_MESSAGE, WATCH_EVENT_DELETE, WATCH_EVENT_HELLO, WATCH_EVENT_PUT, WATCH_EVENT_RESYNC,
+    WATCH_EVENT_SNAPSHOT,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::record::NodeRecord;
+
+/// Appends `value` compactly, keys sorted at every depth, non-ASCII escaped.
+pub fn write_compact(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_compact(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            // UTF-8 byte order is code point order: Python's `sort_keys` order.
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, key);
+                out.push(':');
+                write_compact(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// `value` as compact Flask JSON text (no trailing newline).
+pub fn to_compact_string(value: &Value) -> String {
+    let mut out = String::new();
+    write_compact(&mut out, value);
+    out
+}
+
+/// A whole response body `{"code":C,"data":null,"message":M}\n`.
+pub fn envelope_without_data(code: u16, message: &str) -> String {
+    let mut out = String::with_capacity(40 + message.len());
+    out.push_str("{\"code\":");
+    out.push_str(&code.to_string());
+    out.push_str(",\"data\":null,\"message\":");
+    write_str(&mut out, message);
+    out.push_str("}\n");
+    out
+}
+
+/// The `put` event of `id` registered (or replaced) with `record` at `revision`.
+pub fn put_frame(revision: u64, id: &str, record: &NodeRecord) -> Bytes {
+    let mut data = String::with_capacity(96 + id.len() + record.metadata().len());
+    data.push_str("{\"node\":");
+    write_node(&mut data, id, record);
+    let _ = write!(data, ",\"revision\":{revision}}}");
+    frame(WATCH_EVENT_PUT, Some(revision), &data)
+}
+
+/// The `delete` event of `id` leaving at `revision` (`reason`: `deregister`, `expire`).
+pub fn delete_frame(revision: u64, id: &str, reason: &str) -> Bytes {
+    let mut data = String::with_capacity(64 + id.len());
+    data.push_str("{\"node_id\":");
+    write_str(&mut data, id);
+    data.push_str(",\"reason\":");
+    write_str(&mut data, reason);
+    let _ = write!(data, ",\"revision\":{revision}}}");
+    frame(WATCH_EVENT_DELETE, Some(revision), &data)
+}
+
+/// The comment line sent on a quiet change stream.
+pub const KEEPALIVE_FRAME: &[u8] = b": keep-alive\n\n";
+
+/// A 200 envelope whose `data` is `{"lease_token": token}` (Flask-style JSON).
+pub fn envelope_with_token(message: &str, token: &str) -> String {
+    let mut out = String::with_capacity(80 + message.len() + token.len());
+    out.push_str("{\"code\":200,\"data\":{\"lease_token\":");
+    write_str(&mut out, token);
+    out.push_str("},\"message\":");
+    write_str(&mut out, message);
+    out.push_str("}\n");
+    out
+}
+
+/// The 410 envelope of a change stream that cannot resume: `data` carries the
+/// center's current revision.
+pub fn gone_envelope(revision: u64, message: &str) -> String {
+    let mut body = format!("{{\"code\":410,\"data\":{{\"revision\":{revision}}},\"message\":");
+    write_str(&mut body, message);
+    body.push_str("}\n");
+    body
+}
+
+/// The `GET /v1/nodes` body: `nodes` (live, sorted by id) with `revision` and `epoch`.
+pub fn nodes_body<'a>(
+    nodes: impl Iterator<Item = (&'a str, &'a NodeRecord)>,
+    count: usize,
+    epoch: u64,
+    revision: u64,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(96 + count * 128);
+    let _ = write!(
+        out,
+        "{{\"code\":200,\"data\":{{\"epoch\":{epoch},\"nodes\":"
+    );
+    write_nodes(&mut out, nodes);
+    let _ = writeln!(out, ",\"revision\":{revision}}},\"message\":\"success\"}}");
+    out.into_bytes()
+}
+
+/// Serializes the live nodes at `now` as Flask's `jsonify` would, `expires_at` in
+/// Unix seconds relative to `wall` (the wall clock at `now`); also returns the
+/// earliest deadline among them.
+pub fn available_nodes<'a>(
+    nodes: impl Iterator<Item = (&'a str, &'a NodeRecord, Instant)>,
+    count: usize,
+    now: Instant,
+    wall: SystemTime,
+) -> (Vec<u8>, Option<Instant>) {
+    let wall_secs = wall
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut out = String::with_capacity(64 + count * 160);
+    out.push_str("{\"code\":200,\"data\":{\"available_nodes\":{");
+    let mut earliest: Option<Instant> = None;
+    for (i, (id, record, deadline)) in nodes.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+        write_json_str(&mut out, id);
+        out.push_str(":{\"expires_at\":");
+        write_unix_seconds(
+            &mut out,
+            wall_secs + deadline.saturating_duration_since(now).as_secs_f64(),
+        );
+        out.push_str(",\"host\":");
+        write_json_str(&mut out, record.host());
+        out.push_str(",\"metadata\":");
+        out.push_str(record.metadata());
+        out.push_str(",\"node_id\":");
+        write_json_str(&mut out, id);
+        out.push_str(",\"port\":");
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{}", record.port());
+        out.push('}');
+    }
+    out.push_str("}},\"message\":");
+    write_str(&mut out, LIST_MESSAGE);
+    out.push_str("}\n");
+    (out.into_bytes(), earliest)
+}
+
+/// Appends `s` as a Python `ensure_ascii` JSON string; printable ASCII without quotes
+/// or backslashes (nearly every id and host) is copied as is.
+fn write_json_str(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        write_str(out, s);
+    }
+}
+
+/// Appends a Unix time as Python's `float.__repr__` writes it. Python uses fixed
+/// notation between 1e-4 and 1e16, where Rust's `Display` gives the same shortest
+/// round-trip digits (it only omits the `.0` of integral values); anything else (a
+/// wall clock set to 1970 or the far future) goes through the general writer.
+fn write_unix_seconds(out: &mut String, secs: f64) {
+    if (1e-4..1e16).contains(&secs) {
+        let start = out.len();
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{secs}");
+        if out.get(start..).is_some_and(|digits| !digits.contains('.')) {
+            out.push_str(".0");
+        }
+    } else {
+        write_float(out, secs);
+    }
+}
+
+/// A whole SSE frame. `data` must be one line (JSON written with escaped strings).
+pub fn frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
+    let mut out = String::with_capacity(32 + data.len());
+    out.push_str("event: ");
+    out.push_str(event);
+    out.push('\n');
+    if let Some(id) = id {
+        let _ = writeln!(out, "id: {id}");
+    }
+    out.push_str("data: ");
+    out.push_str(data);
+    out.push_str("\n\n");
+    Bytes::from(out)
+}
+
+/// Appends one node as `{"host":..,"metadata":..,"node_id":..,"port":..}`.
+pub fn write_node(out: &mut String, id: &str, record: &NodeRecord) {
+    out.push_str("{\"host\":");
+    write_str(out, record.host());
+    out.push_str(",\"metadata\":");
+    out.push_str(record.metadata());
+    out.push_str(",\"node_id\":");
+    write_str(out, id);
+    let _ = write!(out, ",\"port\":{}}}", record.port());
+}
+
+/// Appends `nodes` (sorted by id) as a JSON object keyed by node id.
+pub fn write_nodes<'a>(out: &mut String, nodes: impl Iterator<Item = (&'a str, &'a NodeRecord)>) {
+    out.push('{');
+    for (i, (id, record)) in nodes.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, id);
+        out.push(':');
+        write_node(out, id, record);
+    }
+    out.push('}');
+}
+
+/// The `snapshot` event of `nodes` (the live ones, sorted by id) at `revision`.
+pub fn snapshot_frame<'a>(
+    nodes: impl Iterator<Item = (&'a str, &'a NodeRecord)>,
+    count: usize,
+    revision: u64,
+) -> Bytes {
+    let mut data = String::with_capacity(64 + count * 128);
+    data.push_str("{\"nodes\":");
+    write_nodes(&mut data, nodes);
+    let _ = write!(data, ",\"revision\":{revision}}}");
+    frame(WATCH_EVENT_SNAPSHOT, Some(revision), &data)
+}
+
+/// The `hello` event opening every stream.
+pub fn hello_frame(epoch: u64, revision: u64, keepalive: Duration) -> Bytes {
+    let data = format!(
+        "{{\"epoch\":{epoch},\"keepalive_ms\":{},\"revision\":{revision}}}",
+        keepalive.as_millis()
+    );
+    frame(WATCH_EVENT_HELLO, None, &data)
+}
+
+/// The `resync` event ending a stream.
+pub fn resync_frame(revision: u64, message: &str) -> Bytes {
+    let mut data = String::from("{\"message\":");
+    write_str(&mut data, message);
+    let _ = write!(data, ",\"revision\":{revision}}}");
+    frame(WATCH_EVENT_RESYNC, None, &data)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::lease::LeaseTable;
+    use serde_json::json;
+
+    #[test]
+    fn compact_sorted_ascii() {
+        let v = json!({"b": [1, 2.5, "é"], "a": {"z": null, "y": true}, "c": 1e16});
+        assert_eq!(
+            to_compact_string(&v),
+            r#"{"a":{"y":true,"z":null},"b":[1,2.5,"\u00e9"],"c":1e+16}"#
+        );
+    }
+
+    #[test]
+    fn envelope_matches_flask() {
+        assert_eq!(
+            envelope_without_data(200, "Node 'n1' registered successfully."),
+            "{\"code\":200,\"data\":null,\"message\":\"Node 'n1' registered successfully.\"}\n"
+        );
+        assert_eq!(
+            envelope_without_data(404, "Node 'ü\"' not found."),
+            "{\"code\":404,\"data\":null,\"message\":\"Node '\\u00fc\\\"' not found.\"}\n"
+        );
+    }
+
+    #[test]
+    fn unix_seconds_match_the_python_repr_writer() {
+        for secs in [
+            1795681547.9381578,
+            1795681547.0,
+            1795681547.5,
+            1.0e9 + 1.0 / 3.0,
+            0.00012,
+            123.456,
+            9.999999999999998e15,
+            0.0,
+            1e16,
+            1e20,
+        ] {
+            let (mut fast, mut general) = (String::new(), String::new());
+            write_unix_seconds(&mut fast, secs);
+            write_float(&mut general, secs);
+            assert_eq!(fast, general, "{secs}");
+        }
+    }
+
+    #[test]
+    fn strings_match_the_python_writer() {
+        for s in ["n1", "a b~", "q\"", "back\\slash", "é", "\u{7f}", "tab\t"] {
+            let (mut fast, mut general) = (String::new(), String::new());
+            write_json_str(&mut fast, s);
+            write_str(&mut general, s);
+            assert_eq!(fast, general, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn renders_like_flask_sorted_by_id() {
+        let t0 = Instant::now();
+        let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
+        leases.insert(
+            Arc::from("n1"),
+            NodeRecord::new("127.0.0.1", 9000, r#"{"name":"agent-1","role":"planner"}"#),
+            1,
+            t0,
+        );
+        leases.insert(Arc::from("é"), NodeRecord::new("h", 1, "{}"), 2, t0);
+        leases.insert(Arc::from("a"), NodeRecord::new("h\"", 2, "{}"), 3, t0);
+        let wall = UNIX_EPOCH + Duration::from_millis(1_795_681_517_500);
+        let nodes = leases.live(t0).map(|e| (&**e.id, e.value, e.deadline));
+        let (body, earliest) = available_nodes(nodes, leases.len(), t0, wall);
+        assert_eq!(earliest, Some(t0 + Duration::from_secs(30)));
+        let body = String::from_utf8(body).unwrap_or_default();
+        let expected = concat!(
+            r#"{"code":200,"data":{"available_nodes":{"#,
+            r#""a":{"expires_at":1795681547.5,"host":"h\"","metadata":{},"node_id":"a","port":2},"#,
+            r#""n1":{"expires_at":1795681547.5,"host":"127.0.0.1","metadata":{"name":"agent-1","role":"planner"},"node_id":"n1","port":9000},"#,
+            r#""\u00e9":{"expires_at":1795681547.5,"host":"h","metadata":{},"node_id":"\u00e9","port":1}"#,
+            "}},\"message\":\"success\"}\n"
+        );
+        assert_eq!(body, expected);
+    }
+}

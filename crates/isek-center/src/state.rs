@@ -1,0 +1,278 @@
+//! [`State`]: the registry's mutable state, and [`Core`]: what every part of a running
+//! center shares.
+//!
+//! `State` holds the lease table (every node with its record and deadline), the
+//! revision of the last change and the change log. Its fields are private: a change
+//! goes through [`State::put`], [`State::remove`] or [`State::expire`], each of which
+//! numbers the next revision, applies the change and logs it in one call, so "one
+//! revision per change, logged in order" holds by construction rather than by the
+//! callers' discipline.
+//!
+//! `Core` wraps the state in a `std::sync::Mutex` (held for microseconds, never across
+//! an `.await`) and publishes its revision in an atomic when the lock is released
+//! ([`Locked`]), so freshness checks read it without locking.
+//!
+//! Level 1: knows the pure values below it (records, leases, rules, frames), not the
+//! store, the writer or HTTP.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+use crate::feed::{Feed, Resync, WatchStart};
+use crate::lease::{Expired, LeaseTable};
+use crate::policy::Horizons;
+use crate::record::NodeRecord;
+use crate::render::snapshot_frame;
+use crate::snapshot::SnapshotCache;
+
+/// The mutable registry state.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// Every node with its lease, sorted by id.
+    leases: LeaseTable<NodeRecord>,
+    /// Revision of the last change applied.
+    revision: u64,
+    /// The change log of `GET /v1/watch`.
+    feed: Feed,
+}
+
+impl State {
+    /// The state after loading `loaded` (every node gets a fresh lease and one
+    /// revision), with an empty change log starting after them.
+    pub fn load(
+        ttl: Duration,
+        now: Instant,
+        loaded: Vec<(Arc<str>, NodeRecord)>,
+        new_feed: impl FnOnce(u64) -> Feed,
+    ) -> Self {
+        let mut leases = LeaseTable::new(ttl, now);
+        let mut revision = 0;
+        for (id, record) in loaded {
+            revision += 1;
+            leases.insert(id, record, revision, now);
+        }
+        Self {
+            leases,
+            revision,
+            feed: new_feed(revision),
+        }
+    }
+
+    /// The lease table (reads only: changes go through the methods below).
+    pub fn leases(&self) -> &LeaseTable<NodeRecord> {
+        &self.leases
+    }
+
+    /// Revision of the last change.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Registers (or replaces) `id` with a fresh lease: numbers the change, applies it
+    /// and logs it; returns its revision (also the registration's generation).
+    pub fn put(&mut self, id: Arc<str>, record: NodeRecord, now: Instant) -> u64 {
+        self.revision += 1;
+        self.feed.put(self.revision, &id, &record);
+        self.leases.insert(id, record, self.revision, now);
+        self.revision
+    }
+
+    /// Removes `id` (a deregistration); its revision, `None` when it was not there.
+    pub fn remove(&mut self, id: &str) -> Option<u64> {
+        self.leases.remove(id)?;
+        Some(self.log_delete(id, "deregister"))
+    }
+
+    /// Removes the registration `generation` of `id` that ran out; its revision,
+    /// `None` when that generation is gone (re-registered or removed meanwhile).
+    pub fn expire(&mut self, id: &str, generation: u64) -> Option<u64> {
+        self.leases.remove_generation(id, generation)?;
+        Some(self.log_delete(id, "expire"))
+    }
+
+    /// Numbers and logs the departure of `id`.
+    fn log_delete(&mut self, id: &str, reason: &str) -> u64 {
+        self.revision += 1;
+        self.feed.delete(self.revision, id, reason);
+        self.revision
+    }
+
+    /// Extends the lease of a live `id` to `now` + TTL (not a change: no revision).
+    pub fn renew(&mut self, id: &str, now: Instant) -> bool {
+        self.leases.renew(id, now)
+    }
+
+    /// At most `limit` leases that ran out by `now`: invisible from now on, removed
+    /// (and numbered) only by [`State::expire`] once the store forgot them.
+    pub fn collect_expired(&mut self, now: Instant, limit: usize) -> Vec<Expired> {
+        self.leases.expire_at_most(now, limit)
+    }
+
+    /// Where a new watcher starts, atomically with its subscription: after `since`
+    /// from the change log, or (without `since`) from a snapshot of the nodes live at
+    /// `now`. `hello` opens the stream.
+    pub fn watch_start(
+        &mut self,
+        since: Option<u64>,
+        now: Instant,
+        hello: Bytes,
+    ) -> Result<WatchStart, Resync> {
+        let Self {
+            leases,
+            revision,
+            feed,
+        } = self;
+        let revision = *revision;
+        match since {
+            None => {
+                let snapshot = feed.snapshot(revision, || {
+                    let live = leases.live(now).map(|e| (&**e.id, e.value));
+                    snapshot_frame(live, leases.len(), revision)
+                });
+                Ok(WatchStart {
+                    initial: vec![hello, snapshot],
+                    live: feed.subscribe(),
+                    after: revision,
+                })
+            }
+            Some(since) => {
+                let (backlog, live) = feed.resume(since, revision)?;
+                let mut initial = Vec::with_capacity(backlog.len() + 1);
+                initial.push(hello);
+                initial.extend(backlog);
+                Ok(WatchStart {
+                    initial,
+                    live,
+                    after: revision,
+                })
+            }
+        }
+    }
+}
+
+/// What the center handle, the writer, the reaper and the streams share.
+#[derive(Debug)]
+pub(crate) struct Core {
+    /// The registry state.
+    state: Mutex<State>,
+    /// Copy of the state's revision, published when the lock is released and readable
+    /// without it (snapshot freshness, resync events).
+    revision: Arc<AtomicU64>,
+    /// Wakes the reaper when a deadline earlier than the one it sleeps for appears.
+    reaper_wake: Notify,
+    /// The cached `available_nodes` body.
+    snapshot: SnapshotCache,
+    /// Incarnation of this center: revisions are only comparable within one epoch.
+    epoch: u64,
+    /// Turns true at shutdown: every change stream ends, so a graceful shutdown does
+    /// not wait for watchers that never hang up.
+    watchers_closed: watch::Sender<bool>,
+    /// Newest accepted signed-op timestamp per node id (no replay), refusing anything
+    /// signed before this center started.
+    horizons: Horizons,
+}
+
+impl Core {
+    /// The shared core of a center starting with `state`.
+    pub fn new(state: State, snapshot: SnapshotCache, epoch: u64, horizons: Horizons) -> Self {
+        Self {
+            revision: Arc::new(AtomicU64::new(state.revision)),
+            state: Mutex::new(state),
+            reaper_wake: Notify::new(),
+            snapshot,
+            epoch,
+            watchers_closed: watch::channel(false).0,
+            horizons,
+        }
+    }
+
+    /// Locks the state. A poisoned lock only means a panic elsewhere mid-update; the
+    /// table is still a valid table, so keep serving.
+    pub fn lock(&self) -> Locked<'_> {
+        Locked {
+            guard: self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            revision: &self.revision,
+        }
+    }
+
+    /// Revision of the last change, without locking.
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Acquire)
+    }
+
+    /// A shared handle on [`Core::revision`] (for change streams, which outlive no
+    /// center but must not hold the whole core).
+    pub fn revision_handle(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.revision)
+    }
+
+    /// Tells the reaper an earlier deadline appeared.
+    pub fn wake_reaper(&self) {
+        self.reaper_wake.notify_one();
+    }
+
+    /// Completes at the next [`Core::wake_reaper`] (a wake-up sent before this is
+    /// polled is kept, so none is lost).
+    pub fn reaper_woken(&self) -> tokio::sync::futures::Notified<'_> {
+        self.reaper_wake.notified()
+    }
+
+    /// The cached listing body.
+    pub fn snapshot(&self) -> &SnapshotCache {
+        &self.snapshot
+    }
+
+    /// Incarnation of this center.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Ends every change stream now and every new one after its initial frames.
+    pub fn close_watchers(&self) {
+        self.watchers_closed.send_replace(true);
+    }
+
+    /// A receiver of the shutdown flag of change streams.
+    pub fn watchers_closed(&self) -> watch::Receiver<bool> {
+        self.watchers_closed.subscribe()
+    }
+
+    /// The replay horizon of signed operations.
+    pub fn horizons(&self) -> &Horizons {
+        &self.horizons
+    }
+}
+
+/// The locked state; publishes the revision to [`Core::revision`] when released.
+pub(crate) struct Locked<'a> {
+    /// The lock guard.
+    guard: MutexGuard<'a, State>,
+    /// Where the revision is published.
+    revision: &'a AtomicU64,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.revision.store(self.guard.revision, Ordering::Release);
+    }
+}

@@ -1,0 +1,97 @@
+//! The body stream of one `GET /v1/watch` answer: initial frames, live changes from
+//! the [`crate::feed`] broadcast, keep-alive comments, a final `resync` when the
+//! watcher lags, and the end when the center shuts down.
+//!
+//! Level 2: reads the feed's receiver and two shared values (the shutdown flag, the
+//! current revision); it never locks the registry state and knows no HTTP type (the
+//! `http` layer wraps the stream into a response body).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{broadcast, watch};
+
+use crate::feed::{Change, WatchStart};
+use crate::render::{KEEPALIVE_FRAME, resync_frame};
+
+/// The state of one watcher's body stream.
+struct WatchStream {
+    /// Frames not yet sent.
+    queue: VecDeque<Bytes>,
+    /// Live changes.
+    live: broadcast::Receiver<Change>,
+    /// Revision of the last change sent (the broadcast could in theory repeat one).
+    after: u64,
+    /// Keep-alive interval.
+    keepalive: Duration,
+    /// Turns true when the center shuts down: the stream ends so shutdown never waits
+    /// for watchers.
+    closed: watch::Receiver<bool>,
+    /// The center's current revision, for the `resync` event of a lagging watcher.
+    revision: Arc<AtomicU64>,
+    /// Set after the final frame: the next poll ends the stream.
+    done: bool,
+}
+
+/// The body of one `GET /v1/watch` answer: the initial frames, then live changes,
+/// keep-alive comments on silence, and a final `resync` if the watcher lags.
+pub(crate) fn watch_stream(
+    start: WatchStart,
+    keepalive: Duration,
+    closed: watch::Receiver<bool>,
+    revision: Arc<AtomicU64>,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let state = WatchStream {
+        queue: start.initial.into(),
+        live: start.live,
+        after: start.after,
+        keepalive,
+        closed,
+        revision,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        if let Some(frame) = s.queue.pop_front() {
+            return Some((Ok(frame), s));
+        }
+        if s.done {
+            return None;
+        }
+        loop {
+            let mut closed = s.closed.clone();
+            let shutdown = async move {
+                let _ = closed.wait_for(|c| *c).await;
+            };
+            tokio::select! {
+                () = shutdown => return None,
+                received = s.live.recv() => match received {
+                    Ok(change) if change.revision <= s.after => continue,
+                    Ok(change) => {
+                        s.after = change.revision;
+                        return Some((Ok(change.frame), s));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::info!(missed, "watcher fell behind; sending resync");
+                        s.done = true;
+                        let message = format!(
+                            "this watcher fell {missed} changes behind after revision {}; re-list from {}",
+                            s.after,
+                            isek::wire::center::NODES_PATH
+                        );
+                        let frame = resync_frame(s.revision.load(Ordering::Acquire), &message);
+                        return Some((Ok(frame), s));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                () = tokio::time::sleep(s.keepalive) => {
+                    return Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), s));
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! The store writer: one thread owns the store and commits writes in groups.
+//!
+//! Requests arrive on a channel, each with a oneshot reply. The writer takes
+//! everything queued (up to `max_batch`) into ONE transaction, commits it (one fsync),
+//! applies the changes to the lease table in commit order, and only then answers every
+//! waiter. Under load, batches grow with concurrency, so durable throughput is not
+//! capped at one fsync per request (group commit).
+//!
+//! Decisions (is this node live? is this expiry still current?) are taken against the
+//! table plus the earlier operations of the same batch, so a batch behaves exactly
+//! like its operations run one by one in queue order. Expiry deletes only remove the
+//! generation that ran out: a re-registration that happened meanwhile survives.
+//!
+//! Level 2: the decisions are the pure `plan`; this module adds the thread, the
+//! store commit and the application to `state`. It answers with
+//! [`WriteError`]s and [`crate::policy::Refusal`]s, never HTTP statuses.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::state::Core;
+use crate::store::{Store, StoreOp};
+
+mod plan;
+
+pub use plan::WriteError;
+pub(crate) use plan::{Plan, WriteOp, plan};
+
+/// Starts the writer thread; the returned receiver fires when it has stopped (all
+/// senders dropped, queue drained, store closed).
+pub(crate) fn spawn(
+    store: Store,
+    core: Arc<Core>,
+    rx: mpsc::Receiver<WriteOp>,
+    max_batch: usize,
+    max_nodes: Option<usize>,
+) -> Result<oneshot::Receiver<Result<()>>> {
+    let (done, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("isek-store-writer".into())
+        .spawn(move || {
+            let mut writer = Writer {
+                store,
+                core,
+                max_batch: max_batch.max(1),
+                max_nodes,
+            };
+            writer.run(rx);
+            let closed = writer.store.close();
+            let _ = done.send(closed);
+        })
+        .map_err(Error::Io)?;
+    Ok(done_rx)
+}
+
+/// The writer thread's state.
+struct Writer {
+    /// The store it alone touches.
+    store: Store,
+    /// The registry core it applies commits to.
+    core: Arc<Core>,
+    /// Most operations per transaction.
+    max_batch: usize,
+    /// Most nodes the table may hold; registrations of new ids beyond it are refused.
+    max_nodes: Option<usize>,
+}
+
+impl Writer {
+    /// Serves batches until every sender is gone.
+    fn run(&mut self, mut rx: mpsc::Receiver<WriteOp>) {
+        let mut batch = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.process(std::mem::take(&mut batch));
+        }
+    }
+
+    /// Decides, commits, applies and answers one batch.
+    fn process(&mut self, batch: Vec<WriteOp>) {
+        let plans = self.decide(batch);
+        if plans.is_empty() {
+            return;
+        }
+        let ops: Vec<StoreOp<'_>> = plans
+            .iter()
+            .map(|p| match p {
+                Plan::Put { id, record, .. } => StoreOp::Upsert { id, record },
+                Plan::Delete { id, .. } | Plan::Expire { id, .. } => StoreOp::Delete { id },
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let committed = self.store.commit(&ops);
+        let size = ops.len();
+        drop(ops);
+        tracing::debug!(
+            size,
+            commit_ms = started.elapsed().as_secs_f64() * 1e3,
+            "store commit"
+        );
+        match committed {
+            Ok(()) => self.apply(plans),
+            Err(e) => self.fail(plans, &e),
+        }
+    }
+
+    /// Turns requests into plans, answering at once those that change nothing.
+    fn decide(&self, batch: Vec<WriteOp>) -> Vec<Plan> {
+        let now = Instant::now();
+        let state = self.core.lock();
+        plan(
+            batch,
+            state.leases(),
+            self.core.horizons(),
+            self.max_nodes,
+            now,
+            crate::policy::unix_now(),
+        )
+    }
+
+    /// Applies committed plans to the table in order, then answers the waiters.
+    fn apply(&self, plans: Vec<Plan>) {
+        let now = Instant::now();
+        let mut put_replies = Vec::new();
+        let mut delete_replies = Vec::new();
+        let (mut puts, mut deletes, mut expiries) = (0usize, 0usize, 0usize);
+        {
+            let mut state = self.core.lock();
+            let before = state.leases().next_deadline();
+            for plan in plans {
+                match plan {
+                    Plan::Put { id, record, reply } => {
+                        state.put(id, record, now);
+                        put_replies.push(reply);
+                        puts += 1;
+                    }
+                    Plan::Delete { id, reply } => {
+                        state.remove(&id);
+                        delete_replies.push(reply);
+                        deletes += 1;
+                    }
+                    Plan::Expire { id, generation } => {
+                        if state.expire(&id, generation).is_some() {
+                            expiries += 1;
+                            tracing::debug!(node_id = %id, "lease expired; node removed");
+                        }
+                    }
+                }
+            }
+            let after = state.leases().next_deadline();
+            let earlier = match (before, after) {
+                (None, Some(_)) => true,
+                (Some(b), Some(a)) => a < b,
+                _ => false,
+            };
+            if earlier {
+                self.core.wake_reaper();
+            }
+        }
+        self.core.snapshot().invalidate();
+        for reply in put_replies {
+            let _ = reply.send(Ok(()));
+        }
+        for reply in delete_replies {
+            let _ = reply.send(Ok(true));
+        }
+        tracing::debug!(puts, deletes, expiries, "batch committed");
+    }
+
+    /// Answers every waiter of a batch whose commit failed. Expired leases are
+    /// removed from memory anyway (they must not linger); their rows come back with
+    /// a fresh lease after a restart, which is harmless.
+    fn fail(&self, plans: Vec<Plan>, error: &Error) {
+        tracing::error!(%error, "store commit failed");
+        let message = error.to_string();
+        let mut state = self.core.lock();
+        for plan in plans {
+            match plan {
+                Plan::Put { reply, .. } => {
+                    let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
+                }
+                Plan::Delete { reply, .. } => {
+                    let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
+                }
+                Plan::Expire { id, generation } => {
+                    state.expire(&id, generation);
+                }
+            }
+        }
+        drop(state);
+        self.core.snapshot().invalidate();
+    }
+}

@@ -1,0 +1,324 @@
+//! The writer's decisions, as a pure function of a batch and the table before it.
+//!
+//! [`plan`] decides, for each queued [`WriteOp`], whether it changes anything and may
+//! (ownership, node cap, replay window): refused requests and requests that change
+//! nothing are answered at once, the rest become [`Plan`]s that the writer commits and
+//! applies. Kept apart from the thread, the store and the lock so its rules are unit
+//! tested with made-up tables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::lease::{Expired, LeaseTable};
+use crate::policy::{Guard, Horizons, Refusal, RefusalKind};
+use crate::record::{NodeRecord, Owner};
+
+/// Why a register or deregister could not be acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The store failed to commit; nothing was changed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The center is stopping and accepts no more writes.
+    #[error("the center is shutting down")]
+    ShuttingDown,
+    /// The request lacks the proof of ownership the node needs, or the center is
+    /// full: nothing was changed.
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
+impl From<Refusal> for WriteError {
+    fn from(refusal: Refusal) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+/// A request to the writer.
+#[derive(Debug)]
+pub(crate) enum WriteOp {
+    /// Register or replace a node.
+    Put {
+        /// The node id.
+        id: Arc<str>,
+        /// Its record.
+        record: NodeRecord,
+        /// The proof the registration carries, checked against the current owner.
+        guard: Guard,
+        /// Timestamp (Unix ms) of a signed registration's op proof: accepted by the
+        /// replay horizon only after the ownership check passed, so a refused
+        /// registration cannot push the horizon of a node it does not own.
+        timestamp: Option<u64>,
+        /// Answered after the commit.
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    /// Deregister a node; the reply says whether it was live.
+    Delete {
+        /// The node id.
+        id: Arc<str>,
+        /// The proof the deregistration carries, checked against the current owner.
+        guard: Guard,
+        /// Answered after the commit (or at once when the node is not live).
+        reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+    /// Remove leases that ran out (from the reaper; nobody waits).
+    Expire {
+        /// What ran out, with generations.
+        expired: Vec<Expired>,
+    },
+}
+
+/// One decided operation of a batch.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    /// Store and index a node.
+    Put {
+        /// The node id.
+        id: Arc<str>,
+        /// Its record.
+        record: NodeRecord,
+        /// The waiter.
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
+    /// Remove a live node.
+    Delete {
+        /// The node id.
+        id: Arc<str>,
+        /// The waiter.
+        reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+    /// Remove one expired generation.
+    Expire {
+        /// The node id.
+        id: Arc<str>,
+        /// The generation that ran out.
+        generation: u64,
+    },
+}
+
+/// Decides a batch against `leases` (the table before it) and the earlier operations
+/// of the same batch, as if they ran one by one in queue order: the plans to commit,
+/// in order. Requests that change nothing (refused, not live) are answered at once.
+/// Pure apart from those answers and the replay horizon's acceptance of a signed
+/// registration's timestamp, which happens only once its ownership check passed.
+pub(crate) fn plan(
+    batch: Vec<WriteOp>,
+    leases: &LeaseTable<NodeRecord>,
+    horizons: &Horizons,
+    max_nodes: Option<usize>,
+    now: Instant,
+    now_ms: u64,
+) -> Vec<Plan> {
+    // Ids changed earlier in this batch: whether they are live after that change.
+    let mut touched: HashMap<Arc<str>, bool> = HashMap::new();
+    // Owners of ids put earlier in this batch (ownership checks see them).
+    let mut owners: HashMap<Arc<str>, Option<Arc<Owner>>> = HashMap::new();
+    let current_owner =
+        |id: &Arc<str>, owners: &HashMap<Arc<str>, Option<Arc<Owner>>>| match owners.get(id) {
+            Some(owner) => owner.clone(),
+            None => leases.get(id, now).and_then(|e| e.value.owner().cloned()),
+        };
+    // Entries in the table plus those this batch adds (for `max_nodes`).
+    let mut count = leases.len();
+    let mut plans = Vec::with_capacity(batch.len());
+    for op in batch {
+        match op {
+            WriteOp::Put {
+                id,
+                record,
+                guard,
+                timestamp,
+                reply,
+            } => {
+                let live = touched
+                    .get(&id)
+                    .copied()
+                    .unwrap_or_else(|| leases.is_live(&id, now));
+                let current = if live {
+                    current_owner(&id, &owners)
+                } else {
+                    None
+                };
+                if let Err(refusal) = guard.check_register(&id, current.as_deref()) {
+                    let _ = reply.send(Err(WriteError::Refused(refusal)));
+                    continue;
+                }
+                let known = live || leases.generation(&id).is_some();
+                if !known && max_nodes.is_some_and(|max| count >= max) {
+                    let _ = reply.send(Err(WriteError::Refused(Refusal::new(
+                        RefusalKind::Full,
+                        format!("center is full ({count} nodes)"),
+                    ))));
+                    continue;
+                }
+                if let Some(timestamp) = timestamp
+                    && let Err(refusal) = horizons.accept(&id, timestamp, now_ms)
+                {
+                    let _ = reply.send(Err(WriteError::Refused(refusal)));
+                    continue;
+                }
+                if !known {
+                    count += 1;
+                }
+                touched.insert(Arc::clone(&id), true);
+                owners.insert(Arc::clone(&id), record.owner().cloned());
+                plans.push(Plan::Put { id, record, reply });
+            }
+            WriteOp::Delete { id, guard, reply } => {
+                let live = touched
+                    .get(&id)
+                    .copied()
+                    .unwrap_or_else(|| leases.is_live(&id, now));
+                if live {
+                    let current = current_owner(&id, &owners);
+                    if let Err(refusal) = guard.check_act(&id, current.as_deref()) {
+                        let _ = reply.send(Err(WriteError::Refused(refusal)));
+                        continue;
+                    }
+                    touched.insert(Arc::clone(&id), false);
+                    owners.insert(Arc::clone(&id), None);
+                    plans.push(Plan::Delete { id, reply });
+                } else {
+                    let _ = reply.send(Ok(false));
+                }
+            }
+            WriteOp::Expire { expired } => {
+                for Expired { id, generation } in expired {
+                    // Re-registered or deregistered since it ran out: not ours.
+                    if touched.contains_key(&id) || leases.generation(&id) != Some(generation) {
+                        continue;
+                    }
+                    touched.insert(Arc::clone(&id), false);
+                    plans.push(Plan::Expire { id, generation });
+                }
+            }
+        }
+    }
+    plans
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use isek::identity::NodeIdentity;
+
+    use super::*;
+
+    fn put(
+        id: &str,
+        record: NodeRecord,
+        guard: Guard,
+        timestamp: Option<u64>,
+    ) -> (WriteOp, oneshot::Receiver<Result<(), WriteError>>) {
+        let (reply, answer) = oneshot::channel();
+        let op = WriteOp::Put {
+            id: Arc::from(id),
+            record,
+            guard,
+            timestamp,
+            reply,
+        };
+        (op, answer)
+    }
+
+    fn delete(id: &str, guard: Guard) -> (WriteOp, oneshot::Receiver<Result<bool, WriteError>>) {
+        let (reply, answer) = oneshot::channel();
+        let op = WriteOp::Delete {
+            id: Arc::from(id),
+            guard,
+            reply,
+        };
+        (op, answer)
+    }
+
+    fn kinds(plans: &[Plan]) -> Vec<String> {
+        plans
+            .iter()
+            .map(|p| match p {
+                Plan::Put { id, .. } => format!("put {id}"),
+                Plan::Delete { id, .. } => format!("delete {id}"),
+                Plan::Expire { id, generation } => format!("expire {id}@{generation}"),
+            })
+            .collect()
+    }
+
+    fn record() -> NodeRecord {
+        NodeRecord::new("h", 1, "{}")
+    }
+
+    #[test]
+    fn a_batch_behaves_like_its_operations_one_by_one() {
+        let t0 = Instant::now();
+        let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
+        leases.insert(Arc::from("old"), record(), 1, t0);
+        let horizons = Horizons::new(0);
+        let (p1, _a1) = put("a", record(), Guard::Unsigned, None);
+        let (d1, a2) = delete("a", Guard::Unsigned);
+        let (d2, mut a3) = delete("ghost", Guard::Unsigned);
+        let expire_old = WriteOp::Expire {
+            expired: vec![Expired {
+                id: Arc::from("old"),
+                generation: 1,
+            }],
+        };
+        let (p2, _a4) = put("old", record(), Guard::Unsigned, None);
+        // "old" re-registered earlier in the batch: its expiry is no longer ours.
+        let late_expiry = WriteOp::Expire {
+            expired: vec![Expired {
+                id: Arc::from("old"),
+                generation: 1,
+            }],
+        };
+        let plans = plan(
+            vec![p1, d1, d2, p2, expire_old, late_expiry],
+            &leases,
+            &horizons,
+            None,
+            t0,
+            0,
+        );
+        assert_eq!(kinds(&plans), ["put a", "delete a", "put old"]);
+        assert_eq!(a3.try_recv(), Ok(Ok(false)), "not live: answered at once");
+        drop(plans);
+        assert!(
+            a2.blocking_recv().is_err(),
+            "planned ops are answered after the commit"
+        );
+    }
+
+    #[test]
+    fn ownership_the_node_cap_and_the_replay_horizon_are_decided_in_order() {
+        let t0 = Instant::now();
+        let owner_key = NodeIdentity::generate().public_key().clone();
+        let other = NodeIdentity::generate().public_key().clone();
+        let owned = record().with_owner(Some(Arc::new(Owner::new(owner_key.clone(), None))));
+        let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
+        leases.insert(Arc::from("owned"), owned.clone(), 1, t0);
+        let horizons = Horizons::new(0);
+        let now_ms = 1_800_000_000_000;
+        let (hijack, mut refused) = put("owned", record(), Guard::Key(other), Some(now_ms));
+        let (full, mut too_many) = put("new", record(), Guard::Unsigned, None);
+        let (again, _ok) = put("owned", owned, Guard::Key(owner_key), Some(now_ms));
+        let plans = plan(
+            vec![hijack, full, again],
+            &leases,
+            &horizons,
+            Some(1),
+            t0,
+            now_ms,
+        );
+        assert_eq!(kinds(&plans), ["put owned"]);
+        let refusal = |r: Result<Result<(), WriteError>, _>| match r {
+            Ok(Err(WriteError::Refused(refusal))) => Some(refusal.kind),
+            _ => None,
+        };
+        assert_eq!(refusal(refused.try_recv()), Some(RefusalKind::Forbidden));
+        assert_eq!(refusal(too_many.try_recv()), Some(RefusalKind::Full));
+        // The refused hijack did not consume the timestamp: the owner's same-ms op passed.
+        assert_eq!(horizons.last("owned"), Some(now_ms));
+    }
+}

@@ -62,6 +62,8 @@ def main():
     from isek.node.etcd_registry import EtcdRegistry
     from isek.node.isek_center_registry import IsekCenterRegistry
 
+    logging.getLogger("isek").setLevel(logging.CRITICAL + 1)  # isek.utils.log set INFO
+
     host, port = args.etcd.rsplit("//", 1)[1].split(":")
     print("| client | register/s | renew/s | list of 1k/s |")
     print("|---|---|---|---|")

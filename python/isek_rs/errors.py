@@ -34,6 +34,8 @@ __all__ = [
     "KIND_CLASSES",
     "CENTER_ERRORS",
     "ETCD_ERRORS",
+    "center_errors",
+    "etcd_errors",
 ]
 
 
@@ -136,10 +138,35 @@ def _etcd_extra() -> Dict[str, Tuple[type, ...]]:
     return extra
 
 
-#: What ``IsekCenterRegistry`` raises, by kind.
-CENTER_ERRORS: Dict[str, Type[IsekError]] = _table("Center", _center_extra())
-#: What ``EtcdRegistry`` raises, by kind.
-ETCD_ERRORS: Dict[str, Type[IsekError]] = _table("Etcd", _etcd_extra())
-for _cls in set(CENTER_ERRORS.values()) | set(ETCD_ERRORS.values()):
-    globals().setdefault(_cls.__name__, _cls)
-del _cls
+_tables: Dict[str, Dict[str, Type[IsekError]]] = {}
+
+
+def _cached(name: str, prefix: str, extra) -> Dict[str, Type[IsekError]]:
+    """Builds a table once. Built on first use, not at import: ``requests`` and
+    ``etcd3gw`` take a third of a second to import, paid only by a program that
+    constructs the class that needs them (as the original modules did on import)."""
+    table = _tables.get(name)
+    if table is None:
+        table = _tables[name] = _table(prefix, extra())
+        for cls in table.values():
+            globals().setdefault(cls.__name__, cls)
+    return table
+
+
+def center_errors() -> Dict[str, Type[IsekError]]:
+    """What ``IsekCenterRegistry`` raises, by kind."""
+    return _cached("CENTER_ERRORS", "Center", _center_extra)
+
+
+def etcd_errors() -> Dict[str, Type[IsekError]]:
+    """What ``EtcdRegistry`` raises, by kind."""
+    return _cached("ETCD_ERRORS", "Etcd", _etcd_extra)
+
+
+def __getattr__(name: str):
+    """``CENTER_ERRORS`` and ``ETCD_ERRORS``, built on first access."""
+    if name == "CENTER_ERRORS":
+        return center_errors()
+    if name == "ETCD_ERRORS":
+        return etcd_errors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import logging
 from typing import Any, Dict, Optional
 
 from ._core import CoreRegistry, Node, NodeIdentity, PeerView, Watch
-from .errors import CENTER_ERRORS, ETCD_ERRORS
+from .errors import center_errors, etcd_errors
 
 __all__ = ["Registry", "IsekCenterRegistry", "EtcdRegistry"]
 
@@ -109,7 +109,7 @@ class IsekCenterRegistry(Registry, _Extras):
         self._core = CoreRegistry.center(
             self.center_address,
             identity=identity,
-            errors=CENTER_ERRORS,
+            errors=center_errors(),
             timeout=timeout,
             renew_timeout=renew_timeout,
             ca_file=ca_file,
@@ -211,7 +211,7 @@ class EtcdRegistry(Registry, _Extras):
             parent_node_id=self.parent_node_id,
             ttl=float(ttl),
             identity=identity,
-            errors=ETCD_ERRORS,
+            errors=etcd_errors(),
             timeout=timeout,
         )
 

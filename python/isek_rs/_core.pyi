@@ -123,7 +123,8 @@ class PeerView:
 class Node:
     """A node kept registered from a Rust thread (renew at TTL/3, register again when
     lost, back off while unreachable), deregistered on exit. `with` / `async with`,
-    or start() / stop()."""
+    or start() / stop(). A running Node dropped without stop() stops renewing without
+    deregistering (its entry expires with its lease, as after a crash)."""
 
     def __init__(
         self,

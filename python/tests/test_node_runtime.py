@@ -90,7 +90,7 @@ def test_watch_iterator(center):
     assert list(watch) == []  # closed: iteration ends
 
 
-def test_watch_polls_on_etcd_too_and_async(etcd, parent):
+def test_async_node_and_watch_on_etcd(etcd, parent):
     registry = etcd_registry(etcd, parent)
 
     async def scenario():

@@ -31,7 +31,8 @@ enum Phase {
     Done,
 }
 
-/// A node registered and kept alive in the background.
+/// A node registered and kept alive in the background. Dropped while running, it
+/// stops renewing without deregistering (the entry expires, as after a crash).
 #[pyclass(name = "Node", module = "isek_rs._core", frozen)]
 pub struct PyNode {
     /// The node's phase.

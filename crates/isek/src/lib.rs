@@ -21,19 +21,27 @@
 //! - [`canonical`]: the exact bytes the original Python ISEK signs (`json.dumps(sort_keys=True)`).
 //! - [`etcd`]: `EtcdRegistry`, nodes registered straight into etcd in ISEK's entry format.
 //!
+//! - [`filter`]: [`Filter`], CEL filters over nodes, compiled once, bounded per node;
+//!   [`filter::plan`] says which part of one an index serves.
+//! - [`index`]: [`Index`], nodes with posting lists, answering filters by candidates.
+//! - [`agent_card`]: validation of an A2A AgentCard carried in `metadata.agent_card`.
+//!
 //! - [`watch`]: [`NodeEvent`], incremental discovery instead of polling the full list.
 //! - [`runtime`]: [`Node`] keeps a node registered through faults; [`PeerView`] follows
 //!   its peers from a change stream (or by polling).
 //!
 //! Invariant: only [`wire`] defines JSON formats that travel between processes.
 
+pub mod agent_card;
 pub mod canonical;
 pub mod center;
 pub mod changefeed;
 pub mod credentials;
 pub mod error;
 pub mod etcd;
+pub mod filter;
 pub mod identity;
+pub mod index;
 pub mod memory;
 pub mod node;
 pub mod registry;
@@ -43,6 +51,8 @@ pub mod wire;
 
 pub use center::{CenterConfig, IsekCenterRegistry};
 pub use error::{Error, Result};
+pub use filter::Filter;
+pub use index::Index;
 pub use memory::MemoryRegistry;
 pub use node::{Metadata, NodeInfo};
 pub use registry::Registry;

@@ -225,3 +225,63 @@ async fn an_id_held_by_another_identity_is_refused_and_a_deleted_entry_comes_bac
     handle.shutdown().await.unwrap();
     assert!(!listed(&intruder).await.contains_key("taken"));
 }
+
+/// Metadata with an A2A card whose skills have these ids.
+fn skills(ids: &[&str]) -> Metadata {
+    let skills: Vec<_> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "name": id, "description": id, "tags": []}))
+        .collect();
+    let mut metadata = Metadata::new();
+    metadata.insert("agent_card".into(), serde_json::json!({ "skills": skills }));
+    metadata
+}
+
+#[tokio::test]
+async fn a_filtered_peer_view_on_etcd_evaluates_the_filter_on_the_client() {
+    let etcd = EtcdServer::start().await.unwrap();
+    let filter =
+        isek::filter::Filter::compile(r#""web-search" in metadata.agent_card.skills.map(s, s.id)"#)
+            .unwrap();
+    let view = PeerView::start(
+        registry(&etcd, "cards").await,
+        PeerViewConfig {
+            filter: Some(filter),
+            poll_interval: Duration::from_secs(3600),
+            ..PeerViewConfig::default()
+        },
+    );
+    let searcher = registry(&etcd, "cards").await;
+    let coder = registry(&etcd, "cards").await;
+    searcher
+        .register_node(
+            "searcher",
+            "127.0.0.1",
+            9500,
+            skills(&["web-search", "code"]),
+        )
+        .await
+        .unwrap();
+    coder
+        .register_node("coder", "127.0.0.1", 9501, skills(&["code"]))
+        .await
+        .unwrap();
+    wait_until("the searcher is seen", || async {
+        view.peer("searcher").is_some()
+    })
+    .await;
+    assert!(view.peer("coder").is_none());
+    // Registered again without the skill, the searcher leaves; with it, the coder joins.
+    searcher
+        .register_node("searcher", "127.0.0.1", 9500, skills(&["code"]))
+        .await
+        .unwrap();
+    coder
+        .register_node("coder", "127.0.0.1", 9501, skills(&["web-search"]))
+        .await
+        .unwrap();
+    wait_until("the filtered view swapped them", || async {
+        view.peers().keys().map(String::as_str).collect::<Vec<_>>() == ["coder"]
+    })
+    .await;
+}

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 
 use super::backoff::Backoff;
+use crate::filter::Filter;
 use crate::{Error, NodeEvent, NodeEventStream, NodeInfo, Registry};
 
 /// How a [`PeerView`] follows the registry.
@@ -29,6 +30,11 @@ pub struct PeerViewConfig {
     pub poll_interval: Duration,
     /// A node id left out of the view: a node usually does not count itself as a peer.
     pub exclude: Option<String>,
+    /// Only peers matching this filter are in the view: one that stops matching
+    /// leaves it ([`PeerChange::Left`]), one that starts matching joins it. The
+    /// same evaluator as a center's `?filter=`, run here on every entry, so it
+    /// works on every backend (etcd included).
+    pub filter: Option<Filter>,
     /// Wait between reconnection attempts after the stream or a list failed.
     pub backoff: Backoff,
     /// Longest wait for one list or for opening the stream, so a frozen registry is
@@ -43,6 +49,7 @@ impl Default for PeerViewConfig {
         Self {
             poll_interval: Duration::from_secs(5),
             exclude: None,
+            filter: None,
             backoff: Backoff::default(),
             call_timeout: Duration::from_secs(10),
             channel_capacity: 1024,
@@ -127,6 +134,8 @@ struct PeerTable {
     revision: u64,
     /// Node id never admitted to the table.
     exclude: Option<String>,
+    /// Entries not matching it are not admitted (and leave when they stop matching).
+    filter: Option<Filter>,
 }
 
 /// Whether two entries describe the same registration, ignoring the lease deadline.
@@ -139,10 +148,11 @@ fn same_entry(a: &NodeInfo, b: &NodeInfo) -> bool {
 }
 
 impl PeerTable {
-    /// A table leaving out `exclude`.
-    fn new(exclude: Option<String>) -> Self {
+    /// A table leaving out `exclude` and the entries `filter` does not match.
+    fn new(exclude: Option<String>, filter: Option<Filter>) -> Self {
         Self {
             exclude,
+            filter,
             ..Self::default()
         }
     }
@@ -184,6 +194,11 @@ impl PeerTable {
     fn put(&mut self, node: NodeInfo) -> Option<PeerChange> {
         if self.exclude.as_deref() == Some(node.node_id.as_str()) {
             return None;
+        }
+        if let Some(filter) = &self.filter
+            && !filter.matches(&node)
+        {
+            return self.peers.remove(&node.node_id).map(PeerChange::Left);
         }
         match self.peers.insert(node.node_id.clone(), node.clone()) {
             None => Some(PeerChange::Joined(node)),
@@ -309,7 +324,10 @@ impl PeerView {
         let (changes, _) = broadcast::channel(config.channel_capacity.max(1));
         let (sync, _) = watch::channel(PeerSync::Pending);
         let shared = Arc::new(Shared {
-            table: Mutex::new(PeerTable::new(config.exclude.clone())),
+            table: Mutex::new(PeerTable::new(
+                config.exclude.clone(),
+                config.filter.clone(),
+            )),
             changes,
             sync,
         });
@@ -496,7 +514,7 @@ mod tests {
 
     #[test]
     fn snapshot_diff_reports_joins_updates_and_leaves() {
-        let mut table = PeerTable::new(None);
+        let mut table = PeerTable::new(None, None);
         let first = table.apply(snapshot(1, &[node("a", 1), node("b", 2)]));
         assert_eq!(
             first,
@@ -522,7 +540,7 @@ mod tests {
 
     #[test]
     fn lease_deadline_alone_is_not_a_change_but_is_kept() {
-        let mut table = PeerTable::new(None);
+        let mut table = PeerTable::new(None, None);
         table.apply(snapshot(0, &[node("a", 1)]));
         let mut renewed = node("a", 1);
         renewed.expires_at = Some(42.0);
@@ -532,7 +550,7 @@ mod tests {
 
     #[test]
     fn excluded_node_never_appears() {
-        let mut table = PeerTable::new(Some("me".into()));
+        let mut table = PeerTable::new(Some("me".into()), None);
         let changes = table.apply(snapshot(1, &[node("me", 1), node("a", 2)]));
         assert_eq!(changes, [PeerChange::Joined(node("a", 2))]);
         let put = table.apply(NodeEvent::Put {
@@ -544,8 +562,44 @@ mod tests {
     }
 
     #[test]
+    fn a_filtered_table_admits_matches_only_and_lets_leavers_go() {
+        let Ok(filter) = Filter::compile("port >= 2") else {
+            unreachable!("compiles")
+        };
+        let mut table = PeerTable::new(None, Some(filter));
+        let changes = table.apply(snapshot(1, &[node("a", 1), node("b", 2)]));
+        assert_eq!(changes, [PeerChange::Joined(node("b", 2))]);
+        // "a" starts matching: it joins; "b" stops: it leaves, once.
+        let join = table.apply(NodeEvent::Put {
+            revision: 2,
+            node: node("a", 3),
+        });
+        assert_eq!(join, [PeerChange::Joined(node("a", 3))]);
+        let leave = table.apply(NodeEvent::Put {
+            revision: 3,
+            node: node("b", 1),
+        });
+        assert_eq!(leave, [PeerChange::Left(node("b", 2))]);
+        let again = table.apply(NodeEvent::Put {
+            revision: 4,
+            node: node("b", 0),
+        });
+        assert!(again.is_empty());
+        // A resync drops what no longer matches.
+        let resync = table.apply(snapshot(5, &[node("a", 1), node("c", 5)]));
+        assert_eq!(
+            resync,
+            [
+                PeerChange::Left(node("a", 3)),
+                PeerChange::Joined(node("c", 5))
+            ]
+        );
+        assert_eq!(table.peers.keys().collect::<Vec<_>>(), ["c"]);
+    }
+
+    #[test]
     fn replayed_revisions_are_ignored() {
-        let mut table = PeerTable::new(None);
+        let mut table = PeerTable::new(None, None);
         table.apply(snapshot(10, &[node("a", 1)]));
         let stale_put = table.apply(NodeEvent::Put {
             revision: 9,

@@ -104,9 +104,17 @@ class PeerView:
 
     def peers(self) -> Dict[str, NodeDict]: ...
     def peer(self, node_id: str) -> Optional[NodeDict]: ...
-    def find(self, predicate: Optional[Callable[[NodeDict], bool]] = None, **metadata: Any) -> List[NodeDict]:
-        """Peers whose metadata has every given key with an equal value and for which
-        `predicate` (if given) is true, in node id order."""
+    def find(
+        self,
+        predicate: Optional[Callable[[NodeDict], bool]] = None,
+        *,
+        filter: Optional[str] = None,
+        **metadata: Any,
+    ) -> List[NodeDict]:
+        """Peers that match the CEL `filter` (e.g. 'metadata.role == "planner"'),
+        whose metadata has every given key with an equal value, and for which
+        `predicate` (if given) is true, in node id order. A bad filter raises
+        InvalidArgument."""
     @property
     def revision(self) -> int: ...
     @property

@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::convert;
+use crate::errors::ErrorTable;
 use crate::registry::seconds;
 use crate::runtime::{block_on, runtime};
 
@@ -105,22 +106,37 @@ impl PyPeerView {
         }
     }
 
-    /// Peers whose metadata has every given key with an equal value, and for which
-    /// `predicate(node_dict)` (if given) is true; in node id order.
-    #[pyo3(signature = (predicate=None, **metadata))]
+    /// Peers that match the CEL `filter` (if given, see `isek::filter`: e.g.
+    /// `'"web-search" in metadata.agent_card.skills.map(s, s.id)'`), whose metadata has
+    /// every given key with an equal value, and for which `predicate(node_dict)` (if
+    /// given) is true; in node id order. A bad filter is `InvalidArgument`.
+    #[pyo3(signature = (predicate=None, *, filter=None, **metadata))]
     fn find<'py>(
         &self,
         py: Python<'py>,
         predicate: Option<&Bound<'py, PyAny>>,
+        filter: Option<&str>,
         metadata: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyList>> {
+        let filter = match filter {
+            Some(source) => Some(isek::Filter::compile(source).map_err(|e| {
+                let error = isek::Error::InvalidArgument(format!("filter: {e}"));
+                match ErrorTable::plain(py) {
+                    Ok(table) => table.to_py(py, &error),
+                    Err(import_failed) => import_failed,
+                }
+            })?),
+            None => None,
+        };
         let wanted = match metadata {
             Some(dict) => convert::metadata(Some(dict.as_any()))?.map_err(PyValueError::new_err)?,
             None => isek::Metadata::new(),
         };
         let found = PyList::empty(py);
         for node in self.snapshot().values() {
-            if !convert::metadata_matches(node, &wanted) {
+            if !convert::metadata_matches(node, &wanted)
+                || filter.as_ref().is_some_and(|f| !f.matches(node))
+            {
                 continue;
             }
             let dict = convert::node_dict(py, node)?;

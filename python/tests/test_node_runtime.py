@@ -55,6 +55,10 @@ def test_node_on_etcd_with_peers(etcd, parent):
         assert "peer-a" in view and view.peer("peer-a")["port"] == 9002
         assert [n["node_id"] for n in view.find(role="coder")] == ["peer-b"]
         assert [n["node_id"] for n in view.find(lambda n: n["port"] > 9002)] == ["peer-b"]
+        assert [n["node_id"] for n in view.find(filter='metadata.role in ["coder", "x"] && port > 9000')] == ["peer-b"]
+        assert view.find(filter='metadata.role == "planner"', role="coder") == []
+        with pytest.raises(isek_rs.InvalidArgument, match="filter"):
+            view.find(filter="metadata.role ==")
         assert view.peer("ghost") is None
         other.deregister_node("peer-a")
         assert wait_until(lambda: "peer-a" not in view, 5)

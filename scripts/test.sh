@@ -69,6 +69,17 @@ else
     cargo test --workspace --no-fail-fast
 fi
 
+# The isek_rs Python package (python/), built with maturin into the same target dir,
+# tested with pytest against real centers and etcd. Exit 3: PyPI out of reach, a skip
+# for a developer offline and a failure in CI (as python-compat above).
+current="scripts/python-tests.sh"
+step "$current"
+bash scripts/python-tests.sh || {
+    status=$?
+    [ "$status" -eq 3 ] && [ "${CI:-}" != true ] || exit "$status"
+    skipped+=("python-tests (PyPI unreachable)")
+}
+
 # The dashboard in a real headless Chromium (needs the npm registry once, for
 # playwright-core; exit 3 when something could not run: a skip here, a failure in CI).
 current="scripts/ui-tests.sh"

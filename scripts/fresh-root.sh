@@ -83,6 +83,9 @@ start=$(date +%s)
 status=0
 unshare --mount --propagation private bash -euo pipefail -c '
     root=$1; shift
+    # The root must be a mount point of its own, as / is on a machine: scripts/sealed.sh
+    # makes a private mount namespace there (unshare --propagation private).
+    mount --bind "$root" "$root"
     mount -t proc proc "$root/proc"
     mount --rbind /dev "$root/dev"
     mount --rbind /sys "$root/sys"

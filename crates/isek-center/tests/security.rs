@@ -7,14 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[allow(dead_code)]
-#[path = "center/harness.rs"]
-mod harness;
-
 use std::time::Duration;
 
 use axum::http::{Method, Request, StatusCode};
-use harness::{DEREGISTER, REGISTER, RENEW, TestCenter};
 use isek::identity::NodeIdentity;
 use isek::wire::proof::{
     DEREGISTER_OP, ProofRequest, REGISTER_OP, RENEW_OP, SignedRegisterRequest, next_timestamp,
@@ -22,11 +17,13 @@ use isek::wire::proof::{
 };
 use isek_center::Config;
 use isek_center::Security;
+use isek_testkit::center::ServedCenter;
+use isek_testkit::router::{Answer, DEREGISTER, REGISTER, RENEW, TestCenter};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// Parsed body of an answer.
-fn parse(answer: &harness::Answer) -> Value {
+fn parse(answer: &Answer) -> Value {
     serde_json::from_str(&answer.body).unwrap()
 }
 
@@ -68,7 +65,7 @@ async fn entry(c: &TestCenter, id: &str) -> Option<Value> {
 
 /// Asserts a 403 envelope whose message contains `needle`.
 #[track_caller]
-fn assert_forbidden(answer: &harness::Answer, needle: &str) {
+fn assert_forbidden(answer: &Answer, needle: &str) {
     assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
     let v = parse(answer);
     assert_eq!(v["code"], 403);
@@ -117,7 +114,7 @@ impl Scene {
         assert_eq!(owner.key(), self.owner.public_key(), "after {after}");
     }
 
-    async fn post(&self, path: &str, body: &impl serde::Serialize) -> harness::Answer {
+    async fn post(&self, path: &str, body: &impl serde::Serialize) -> Answer {
         self.c
             .post(path, &serde_json::to_string(body).unwrap())
             .await
@@ -380,7 +377,7 @@ async fn require_signatures_refuses_unsigned_registrations() {
 }
 
 /// A deregister request with an `Authorization` header.
-async fn admin_deregister(c: &TestCenter, id: &str, token: &str) -> harness::Answer {
+async fn admin_deregister(c: &TestCenter, id: &str, token: &str) -> Answer {
     let request = Request::builder()
         .method(Method::POST)
         .uri(DEREGISTER)
@@ -394,7 +391,7 @@ async fn admin_deregister(c: &TestCenter, id: &str, token: &str) -> harness::Ans
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
         .unwrap();
-    harness::Answer {
+    Answer {
         status,
         headers,
         body: String::from_utf8(bytes.to_vec()).unwrap(),
@@ -563,21 +560,11 @@ async fn owners_survive_a_restart_and_schema_1_stores_still_load() {
     c.center.shutdown().await.unwrap();
 }
 
-/// Serves a center on an ephemeral port; returns its URL and the stop handle.
-async fn serve(config: Config) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(isek_center::run(listener, config, async move {
-        let _ = stopped.await;
-    }));
-    (url, stop)
-}
-
 #[tokio::test]
 async fn the_rust_client_signs_keeps_its_token_and_falls_back_to_signatures() {
     use isek::{Error, IsekCenterRegistry, Registry};
-    let (url, _stop) = serve(Config::default()).await;
+    let center = ServedCenter::start(Config::default()).await;
+    let url = center.url();
     let identity = NodeIdentity::generate();
     let owner = IsekCenterRegistry::new(&url)
         .unwrap()
@@ -667,11 +654,12 @@ async fn the_rust_client_signs_keeps_its_token_and_falls_back_to_signatures() {
 #[tokio::test]
 async fn the_rust_client_uses_the_admin_path() {
     use isek::{Error, IsekCenterRegistry, Registry};
-    let (url, _stop) = serve(Config {
+    let center = ServedCenter::start(Config {
         security: Security::default().with_admin_token("adm"),
         ..Config::default()
     })
     .await;
+    let url = center.url();
     let owner = IsekCenterRegistry::new(&url)
         .unwrap()
         .with_identity(NodeIdentity::generate());
@@ -853,7 +841,7 @@ async fn register_body(c: &TestCenter, body: &str) -> String {
 }
 
 /// Renews `id` with `token`.
-async fn renew_with_token(c: &TestCenter, id: &str, token: &str) -> harness::Answer {
+async fn renew_with_token(c: &TestCenter, id: &str, token: &str) -> Answer {
     let body = serde_json::to_string(&ProofRequest::with_token(id, token)).unwrap();
     c.post(RENEW, &body).await
 }

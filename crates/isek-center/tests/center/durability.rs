@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use isek_center::Config;
 
-use crate::harness::{REGISTER, TestCenter, mask_expires_at, unix_now};
 use crate::leases::stored_ids;
+use isek_testkit::router::{REGISTER, TestCenter, mask_expires_at, unix_now};
 
 const N: usize = 200;
 

@@ -1,5 +1,10 @@
-//! Helpers: a center behind its router, requests through `oneshot`, and the fixture
-//! bodies of `center_responses.txt`.
+//! A center behind its router, without a socket (feature `center`): requests through
+//! `oneshot`, answers with status, headers and raw body, and the envelope checks the
+//! handler and security tests share.
+//!
+//! Like the tests that call them, these helpers fail the test (panic) on anything
+//! they cannot do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 

@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Resync, WatchStart};
+use crate::metrics::Metrics;
 use crate::policy::{Guard, Horizons, Proof, Refusal, RefusalKind, Signer};
 use crate::record::{NodeRecord, Owner};
 use crate::snapshot::SnapshotCache;
@@ -155,6 +156,41 @@ impl Center {
         &self.inner.config
     }
 
+    /// Where the handlers, the transport and the workers record their figures.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.inner.core.metrics()
+    }
+
+    /// Brings the gauges read at scrape time up to date (node counts, store size),
+    /// before [`Metrics::registry`] is encoded. Takes the state lock for a moment and
+    /// reads two file sizes.
+    pub fn refresh_metrics(&self) {
+        let (signed, unsigned) = self.inner.core.lock().signed_and_unsigned();
+        let metrics = self.metrics();
+        metrics.set_nodes(signed, unsigned);
+        if let Some(dir) = &self.inner.config.data_dir {
+            let db = dir.join(crate::store::DB_FILE);
+            let wal = dir.join(format!("{}-wal", crate::store::DB_FILE));
+            let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+            metrics.set_store_bytes(size(&db) + size(&wal));
+        }
+    }
+
+    /// Whether the center can take writes now: the writer is running and the store
+    /// commits a probe write within `within`. `Err` says why not (the readiness
+    /// probe's 503).
+    pub async fn ready(&self, within: Duration) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let probe = self.write(WriteOp::Probe { reply }, answer);
+        match tokio::time::timeout(within, probe).await {
+            Ok(answer) => answer,
+            Err(_) => Err(WriteError::Unavailable(format!(
+                "the store did not take a write within {} ms",
+                within.as_millis()
+            ))),
+        }
+    }
+
     /// A sender to the writer, or why there is none.
     fn writer(&self) -> Result<mpsc::Sender<WriteOp>, WriteError> {
         self.inner
@@ -210,15 +246,26 @@ impl Center {
             }
             None => (record, Guard::Unsigned, None, None),
         };
+        let signed = token.is_some();
         let (reply, answer) = oneshot::channel();
+        let id: Arc<str> = Arc::from(node_id);
         let op = WriteOp::Put {
-            id: Arc::from(node_id),
+            id: Arc::clone(&id),
             record,
             guard,
             timestamp,
             reply,
         };
-        self.write(op, answer).await?;
+        let written = self.write(op, answer).await;
+        // The audit trail: who was registered, and whether it was accepted (never the
+        // token or a signature).
+        match &written {
+            Ok(()) => tracing::info!(node_id = %id, signed, operator, outcome = "ok", "register"),
+            Err(e) => {
+                tracing::info!(node_id = %id, signed, operator, outcome = outcome_of(e), error = %e, "register")
+            }
+        }
+        written?;
         Ok(token)
     }
 
@@ -245,9 +292,26 @@ impl Center {
     /// Removes a live node durably if the request proves ownership (checked by the
     /// writer together with the delete); `Ok(false)` if it is unknown or expired.
     pub async fn deregister(&self, request: Deregister) -> Result<bool, WriteError> {
+        let id = request.node_id.clone();
+        let operator = request.operator;
+        let removed = self.remove(request).await;
+        // The audit trail; `operator`: done with the admin token.
+        match &removed {
+            Ok(true) => tracing::info!(node_id = %id, operator, outcome = "ok", "deregister"),
+            Ok(false) => {
+                tracing::info!(node_id = %id, operator, outcome = "not_found", "deregister")
+            }
+            Err(e) => {
+                tracing::info!(node_id = %id, operator, outcome = outcome_of(e), error = %e, "deregister")
+            }
+        }
+        removed
+    }
+
+    /// The deregistration itself (see [`Center::deregister`]).
+    async fn remove(&self, request: Deregister) -> Result<bool, WriteError> {
         let id = request.node_id.as_str();
         let guard = if request.operator {
-            tracing::info!(node_id = %id, "operator deregistration");
             Guard::Admin
         } else {
             self.guard_for(DEREGISTER_OP, id, request.proof)?
@@ -393,6 +457,7 @@ impl Center {
             self.inner.config.watch_keepalive,
             core.watchers_closed(),
             core.revision_handle(),
+            Arc::clone(core.metrics()),
         )
     }
 
@@ -430,6 +495,18 @@ impl Center {
         reaper.map_err(|e| Error::Task(format!("reaper: {e}")))?;
         tracing::info!("center stopped; store closed");
         writer
+    }
+}
+
+/// The `outcome` of a failed write in the audit trail (the same words as the
+/// `outcome` label of the metrics).
+fn outcome_of(error: &WriteError) -> &'static str {
+    match error {
+        WriteError::Refused(refusal) => match refusal.kind {
+            RefusalKind::Forbidden | RefusalKind::SignatureRequired => "denied",
+            RefusalKind::Full | RefusalKind::Unavailable => "unavailable",
+        },
+        WriteError::Unavailable(_) | WriteError::ShuttingDown => "unavailable",
     }
 }
 

@@ -10,7 +10,8 @@
 //! - level 0, pure values and rules: [`record`] ([`NodeRecord`], [`record::Owner`]),
 //!   [`lease`] (the clock-free lease table), [`policy`] (who may act on a node:
 //!   guards, replay horizons, refusals with a kind), [`command`] (the typed requests),
-//!   [`render`] (every output byte), [`body`] (strict JSON), [`config`], [`error`];
+//!   [`render`] (every output byte), [`body`] (strict JSON), [`config`], [`error`],
+//!   [`metrics`] (the counters every layer records into; `http` exposes them);
 //! - level 1, state and storage: `state` (the registry state, one numbered revision
 //!   per change), `feed` (the change log), `snapshot` (the cached listing), [`store`]
 //!   (SQLite, the only user of `rusqlite`), [`dirlock`];
@@ -35,6 +36,7 @@ pub mod error;
 mod feed;
 pub mod http;
 pub mod lease;
+pub mod metrics;
 pub mod policy;
 mod reaper;
 pub mod record;

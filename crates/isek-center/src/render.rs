@@ -78,6 +78,21 @@ pub fn envelope_without_data(code: u16, message: &str) -> String {
     out
 }
 
+/// An envelope carrying `data` (any serializable value, written compact with sorted
+/// keys like the rest): the operators' endpoints (`/healthz`, `/readyz`).
+pub fn envelope_with_data(code: u16, message: &str, data: &impl serde::Serialize) -> String {
+    // Serializing plain structs of strings and numbers into a Value does not fail; a
+    // value that did would be reported as `null` rather than break the answer.
+    let data = serde_json::to_value(data).unwrap_or(Value::Null);
+    let mut out = String::with_capacity(64 + message.len());
+    let _ = write!(out, "{{\"code\":{code},\"data\":");
+    write_compact(&mut out, &data);
+    out.push_str(",\"message\":");
+    write_str(&mut out, message);
+    out.push_str("}\n");
+    out
+}
+
 /// The `put` event of `id` registered (or replaced) with `record` at `revision`.
 pub fn put_frame(revision: u64, id: &str, record: &NodeRecord) -> Bytes {
     let mut data = String::with_capacity(96 + id.len() + record.metadata().len());

@@ -52,7 +52,7 @@ pub mod wire;
 pub use center::{CenterConfig, IsekCenterRegistry};
 pub use error::{Error, Result};
 pub use filter::Filter;
-pub use index::Index;
+pub use index::{Index, Postings};
 pub use memory::MemoryRegistry;
 pub use node::{Metadata, NodeInfo};
 pub use registry::Registry;

@@ -1,5 +1,7 @@
 //! The HTTP API: the four compatibility endpoints, `GET /v1/nodes`, `GET /v1/watch`,
-//! plus JSON 404/405 answers.
+//! the operators' `/healthz`, `/readyz` and `/metrics` ([`super::operator`]), plus JSON
+//! 404/405 answers. Every handler records its latency (and a registry operation its
+//! outcome) in the center's metrics.
 //!
 //! Every answer is a `{code, data, message}` envelope written like Flask's `jsonify`
 //! (sorted keys, compact separators, trailing newline), `Content-Type:
@@ -19,9 +21,13 @@ use isek::wire::center::{
     renew_not_found_message, renewed_message,
 };
 
+use std::time::Instant;
+
+use super::operator::{self, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
 use super::rejection::{Rejection, envelope, json_response};
 use super::request::{deregister_of, read_object, register_of, renew_of, watch_query};
 use crate::center::Center;
+use crate::metrics::{Endpoint, Op, Outcome, ResyncReason};
 use crate::render::{envelope_with_token, gone_envelope};
 
 /// The center's router, with its state attached.
@@ -33,6 +39,9 @@ pub fn router(center: Center) -> Router {
         .route(AVAILABLE_NODES_PATH, get(available_nodes))
         .route(NODES_PATH, get(nodes))
         .route(WATCH_PATH, get(watch))
+        .route(HEALTHZ_PATH, get(operator::healthz))
+        .route(READYZ_PATH, get(operator::readyz))
+        .route(METRICS_PATH, get(operator::metrics))
         .merge(super::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -41,13 +50,13 @@ pub fn router(center: Center) -> Router {
 
 /// `POST /isek_center/register`.
 async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
     let result = async {
         let config = center.config();
         let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
         let request = register_of(&body, &config.limits)?;
         let id = request.node_id.clone();
         let token = center.register(request).await?;
-        tracing::debug!(node_id = %id, signed = token.is_some(), "registered");
         Ok::<_, Rejection>(match token {
             Some(token) => json_response(
                 StatusCode::OK,
@@ -56,11 +65,19 @@ async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) 
             None => envelope(StatusCode::OK, &registered_message(&id)),
         })
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let response = result.await.unwrap_or_else(IntoResponse::into_response);
+    observed(
+        &center,
+        Endpoint::Register,
+        Some(Op::Register),
+        started,
+        response,
+    )
 }
 
 /// `POST /isek_center/renew`.
 async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
     let result = async {
         let config = center.config();
         let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
@@ -73,11 +90,13 @@ async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> 
             envelope(StatusCode::NOT_FOUND, &renew_not_found_message(&id))
         })
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let response = result.await.unwrap_or_else(IntoResponse::into_response);
+    observed(&center, Endpoint::Renew, Some(Op::Renew), started, response)
 }
 
 /// `POST /isek_center/deregister`.
 async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
     let result = async {
         let config = center.config();
         let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
@@ -85,35 +104,53 @@ async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body
         let id = request.node_id.clone();
         let removed = center.deregister(request).await?;
         Ok::<_, Rejection>(if removed {
-            tracing::debug!(node_id = %id, "deregistered");
             envelope(StatusCode::OK, &deregistered_message(&id))
         } else {
             envelope(StatusCode::NOT_FOUND, &deregister_not_found_message(&id))
         })
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let response = result.await.unwrap_or_else(IntoResponse::into_response);
+    observed(
+        &center,
+        Endpoint::Deregister,
+        Some(Op::Deregister),
+        started,
+        response,
+    )
 }
 
 /// `GET` (and `HEAD`) `/isek_center/available_nodes`: the cached snapshot body.
 async fn available_nodes(State(center): State<Center>) -> Response {
-    json_response(StatusCode::OK, center.available_nodes_body())
+    let started = Instant::now();
+    let response = json_response(StatusCode::OK, center.available_nodes_body());
+    observed(&center, Endpoint::AvailableNodes, None, started, response)
 }
 
 /// `GET /v1/nodes`: every live node with the current revision and epoch.
 async fn nodes(State(center): State<Center>) -> Response {
-    json_response(StatusCode::OK, center.nodes_body())
+    let started = Instant::now();
+    let response = json_response(StatusCode::OK, center.nodes_body());
+    observed(&center, Endpoint::Nodes, None, started, response)
 }
 
 /// `GET /v1/watch[?since=REV[&epoch=E]]`: the change stream as server-sent events; a
 /// `since` that cannot be resumed gets a 410 envelope telling the client to re-list.
 async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
-    let (since, epoch) = match watch_query(query.as_deref().unwrap_or("")) {
+    let started = Instant::now();
+    let response = watch_response(&center, query.as_deref());
+    observed(&center, Endpoint::Watch, None, started, response)
+}
+
+/// The answer of [`watch`].
+fn watch_response(center: &Center, query: Option<&str>) -> Response {
+    let (since, epoch) = match watch_query(query.unwrap_or("")) {
         Ok(parsed) => parsed,
         Err(rejection) => return rejection.into_response(),
     };
     let start = match center.watch(since.map(|s| (s, epoch))) {
         Ok(start) => start,
         Err(resync) => {
+            center.metrics().resync(ResyncReason::Gone);
             let body = gone_envelope(resync.revision, &resync.message);
             return json_response(StatusCode::GONE, body);
         }
@@ -128,6 +165,23 @@ async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Respo
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-style proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Records the latency of a request to `endpoint` and, for a registry operation, its
+/// outcome (from the status), then passes `response` on.
+fn observed(
+    center: &Center,
+    endpoint: Endpoint,
+    op: Option<Op>,
+    started: Instant,
+    response: Response,
+) -> Response {
+    let metrics = center.metrics();
+    metrics.request(endpoint, started.elapsed());
+    if let Some(op) = op {
+        metrics.outcome(op, Outcome::of_status(response.status().as_u16()));
+    }
     response
 }
 

@@ -5,6 +5,7 @@
 //! - [`Rejection`]: a refusal with a status; the single map from the lower layers'
 //!   kinds ([`crate::policy::RefusalKind`], [`crate::WriteError`]) to statuses;
 //! - [`handlers`]: the axum router and handlers;
+//! - [`operator`]: `/healthz`, `/readyz` (Kubernetes probes) and `/metrics` (Prometheus);
 //! - [`transport`]: the accept loop (plain HTTP or rustls), timeouts, drain;
 //! - [`server`]: [`app`] and [`run`], the center wired to a listener;
 //! - [`ui`]: the operators' dashboard at `/ui/`, static files embedded in the binary.
@@ -13,6 +14,7 @@
 //! `crate::http` is imported by a lower layer.
 
 pub mod handlers;
+pub mod operator;
 mod rejection;
 pub mod request;
 pub mod server;

@@ -43,7 +43,8 @@ pub async fn run(
         shutdown.await;
         watched.close_watchers();
     };
-    let served = super::transport::serve(listener, router, tls, timeouts, shutdown).await;
+    let metrics = std::sync::Arc::clone(center.metrics());
+    let served = super::transport::serve(listener, router, tls, timeouts, metrics, shutdown).await;
     tracing::info!("no longer accepting; closing the store");
     let closed = center.shutdown().await;
     served.and(closed)

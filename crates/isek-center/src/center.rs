@@ -136,6 +136,14 @@ impl Center {
             tx.downgrade(),
             stop_rx,
         ));
+        // The floor refuses its own millisecond too (a signature made in it may predate
+        // the start), so hand the center out only once that millisecond is over: a
+        // node signing as soon as `start` returns is then always newer than the floor.
+        // Bounded, so a wall clock stepped back cannot hold the start.
+        let give_up = Instant::now() + Duration::from_millis(20);
+        while crate::policy::unix_now() <= start_ms && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 core,

@@ -49,10 +49,10 @@ use crate::writer::{WriteError, WriteOp};
 struct Tasks {
     /// The reaper task.
     reaper: JoinHandle<()>,
-    /// Fires when the writer thread has drained its queue and closed the store.
+    /// Fires when the writer thread has drained its queue, closed the store and
+    /// released the data directory's lock (which that thread owns, so the directory
+    /// is never free while SQLite still has it open, however the center ends).
     writer_done: oneshot::Receiver<Result<()>>,
-    /// The data directory's lock, released once the store is closed.
-    dir_lock: Option<DirLock>,
 }
 
 /// Shared part of every [`Center`] handle.
@@ -65,7 +65,8 @@ struct Inner {
     writes: Mutex<Option<mpsc::Sender<WriteOp>>>,
     /// Tells the reaper to stop.
     stop: watch::Sender<bool>,
-    /// Background tasks, taken by the first shutdown.
+    /// Background tasks, taken by the first shutdown, which holds this lock until the
+    /// store is closed: a concurrent `shutdown` waits for it instead of returning early.
     tasks: tokio::sync::Mutex<Option<Tasks>>,
     /// The configuration the center runs with.
     config: Config,
@@ -74,7 +75,8 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Last handle gone without shutdown: stop the reaper; the writer ends when
-        // the sender (dropped with us) closes its queue.
+        // the sender (dropped with us) closes its queue, and only then releases the
+        // data directory.
         let _ = self.stop.send(true);
     }
 }
@@ -125,6 +127,7 @@ impl Center {
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let writer_done = crate::writer::spawn(
             store,
+            dir_lock,
             Arc::clone(&core),
             rx,
             config.max_batch,
@@ -152,7 +155,6 @@ impl Center {
                 tasks: tokio::sync::Mutex::new(Some(Tasks {
                     reaper,
                     writer_done,
-                    dir_lock,
                 })),
                 config,
             }),
@@ -478,7 +480,9 @@ impl Center {
     /// Stops the reaper, lets queued writes finish, and closes the store. Writes
     /// arriving afterwards fail with [`WriteError::ShuttingDown`]. Idempotent.
     pub async fn shutdown(&self) -> Result<()> {
-        let Some(tasks) = self.inner.tasks.lock().await.take() else {
+        // Held to the end, so a second caller returns only once the store is closed.
+        let mut slot = self.inner.tasks.lock().await;
+        let Some(tasks) = slot.take() else {
             return Ok(());
         };
         self.close_watchers();
@@ -492,14 +496,11 @@ impl Center {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
+        // The writer closes the store, then releases the directory, then answers.
         let writer = tasks
             .writer_done
             .await
             .map_err(|_| Error::Task("store writer ended without reporting".into()))?;
-        // The store is closed: another center may use the directory now.
-        if let Some(lock) = tasks.dir_lock {
-            lock.release();
-        }
         reaper.map_err(|e| Error::Task(format!("reaper: {e}")))?;
         tracing::info!("center stopped; store closed");
         writer

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::state::Core;
 use crate::store::{Store, StoreOp};
@@ -30,9 +31,12 @@ pub use plan::WriteError;
 pub(crate) use plan::{Plan, WriteOp, plan};
 
 /// Starts the writer thread; the returned receiver fires when it has stopped (all
-/// senders dropped, queue drained, store closed).
+/// senders dropped, queue drained, store closed, then `dir_lock` released). The
+/// thread owns the lock so that no way of ending a center (shutdown, or the last
+/// handle dropped) frees the directory while SQLite still holds it.
 pub(crate) fn spawn(
     store: Store,
+    dir_lock: Option<DirLock>,
     core: Arc<Core>,
     rx: mpsc::Receiver<WriteOp>,
     max_batch: usize,
@@ -49,7 +53,11 @@ pub(crate) fn spawn(
                 max_nodes,
             };
             writer.run(rx);
-            let closed = writer.store.close();
+            let Writer { store, .. } = writer;
+            let closed = store.close();
+            if let Some(lock) = dir_lock {
+                lock.release();
+            }
             let _ = done.send(closed);
         })
         .map_err(Error::Io)?;

@@ -28,6 +28,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+use crate::error::root_cause;
 use crate::wire::center::{
     WATCH_EVENT_DELETE, WATCH_EVENT_HELLO, WATCH_EVENT_PUT, WATCH_EVENT_RESYNC,
     WATCH_EVENT_SNAPSHOT, WATCH_PATH, WatchDelete, WatchHello, WatchPut, WatchResync,
@@ -497,15 +498,6 @@ fn parse_block(block: &[u8]) -> SseEvent {
     }
     event.data = data.join("\n");
     event
-}
-
-/// The innermost error of a chain: the OS or protocol reason.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
 }
 
 #[cfg(test)]

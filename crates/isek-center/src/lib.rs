@@ -51,6 +51,6 @@ pub use center::Center;
 pub use command::{Deregister, Register, Renew};
 pub use config::{Config, DEFAULT_LEASE_TTL, Limits, Security, Timeouts, TlsFiles};
 pub use error::{Error, Result};
-pub use http::{app, run};
+pub use http::{app, run, run_announced};
 pub use record::NodeRecord;
 pub use writer::WriteError;

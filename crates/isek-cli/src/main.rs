@@ -7,6 +7,7 @@
 //! (`error: ...`); logs go to stderr too, filtered by `RUST_LOG`.
 
 mod backend;
+mod config_file;
 mod deregister;
 mod etcd;
 mod keygen;
@@ -21,13 +22,21 @@ mod watch;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::server::CenterArgs;
+use crate::server::{CenterArgs, LogFormat};
 
 /// The ISEK node registry on the command line.
 #[derive(Debug, Parser)]
-#[command(name = "isek", version, about, propagate_version = true)]
+#[command(
+    name = "isek",
+    version,
+    about,
+    propagate_version = true,
+    // A flag given twice keeps the last value: how `--config` file flags, placed
+    // first, yield to the command line.
+    args_override_self = true
+)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -61,7 +70,14 @@ const FAILURE: u8 = 1;
 const USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args = match config_file::expand(std::env::args_os().collect(), &Cli::command()) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(USAGE);
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -77,15 +93,22 @@ fn main() -> ExitCode {
             return ExitCode::from(USAGE);
         }
     };
-    init_logging(match cli.command {
-        Command::Center(_) => "info",
-        // Their stdout lines already report every retry and failure; stderr is left
-        // to the final error line.
-        Command::Run(_) | Command::Watch(_) => "off",
-        // The TLS verifier logs an ERROR for an untrusted certificate that the
-        // error line reports anyway.
-        _ => "warn,rustls_platform_verifier=off",
-    });
+    let format = match &cli.command {
+        Command::Center(args) => args.log_format(),
+        _ => LogFormat::Text,
+    };
+    init_logging(
+        match cli.command {
+            Command::Center(_) => "info",
+            // Their stdout lines already report every retry and failure; stderr is left
+            // to the final error line.
+            Command::Run(_) | Command::Watch(_) => "off",
+            // The TLS verifier logs an ERROR for an untrusted certificate that the
+            // error line reports anyway.
+            _ => "warn,rustls_platform_verifier=off",
+        },
+        format,
+    );
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -97,15 +120,25 @@ fn main() -> ExitCode {
 
 /// Logs to stderr, filtered by `RUST_LOG`; by default `default`: `info` for the server,
 /// only warnings (or nothing) for client commands, whose stderr is reserved for the
-/// error line.
-fn init_logging(default: &str) {
+/// error line. `format` chooses lines for people or one JSON object per line.
+fn init_logging(default: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // Flattened, so `node_id`, `outcome` and the message sit at the top level where
+        // log shippers (Loki, Elasticsearch, jq) look for them.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// Runs one command on a Tokio runtime sized for it.

@@ -22,4 +22,4 @@ pub mod transport;
 pub mod ui;
 
 pub use rejection::{Rejection, status_of};
-pub use server::{app, run};
+pub use server::{app, run, run_announced};

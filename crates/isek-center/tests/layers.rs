@@ -49,6 +49,7 @@ const EDGE_CRATES: &[(&str, &[&str])] = &[
     ("rustls_pki_types", &["http"]),
     ("rusqlite", &["store"]),
     ("prometheus_client", &["metrics", "http"]),
+    ("utoipa", &["http"]),
 ];
 
 /// The checked part of a source file: before its unit tests, without comments.

@@ -1,5 +1,6 @@
 //! The HTTP API: the four compatibility endpoints, `GET /v1/nodes`, `GET /v1/watch`,
-//! the operators' `/healthz`, `/readyz` and `/metrics` ([`super::operator`]), plus JSON
+//! the operators' `/healthz`, `/readyz` and `/metrics` ([`super::operator`]),
+//! `/openapi.json` ([`super::openapi`], from the `utoipa::path` attributes here), plus JSON
 //! 404/405 answers. Every handler records its latency (and a registry operation its
 //! outcome) in the center's metrics.
 //!
@@ -23,6 +24,10 @@ use isek::wire::center::{
 
 use std::time::Instant;
 
+use super::openapi::{
+    AvailableNodesAnswer, Envelope, GoneAnswer, NodesAnswer, OPENAPI_PATH, ProofRequest,
+    RegisterAnswer, RegisterRequest,
+};
 use super::operator::{self, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
 use super::rejection::{Rejection, envelope, json_response};
 use super::request::{deregister_of, read_object, register_of, renew_of, watch_query};
@@ -42,6 +47,7 @@ pub fn router(center: Center) -> Router {
         .route(HEALTHZ_PATH, get(operator::healthz))
         .route(READYZ_PATH, get(operator::readyz))
         .route(METRICS_PATH, get(operator::metrics))
+        .route(OPENAPI_PATH, get(super::openapi::openapi_json))
         .merge(super::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -49,7 +55,25 @@ pub fn router(center: Center) -> Router {
 }
 
 /// `POST /isek_center/register`.
-async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/isek_center/register",
+    tag = "registry",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered (or replaced); a signed registration's answer carries its lease token", body = RegisterAnswer),
+        (status = 400, description = "Not a JSON object, a field missing or invalid (named in the message)", body = Envelope),
+        (status = 401, description = "This center requires signed registrations", body = Envelope),
+        (status = 403, description = "The id belongs to another key, or the signature or its timestamp is refused", body = Envelope),
+        (status = 413, description = "The body is larger than the limit", body = Envelope),
+        (status = 503, description = "The center is full, or its store is not taking writes", body = Envelope),
+    )
+)]
+pub(super) async fn register(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let result = async {
         let config = center.config();
@@ -76,7 +100,24 @@ async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) 
 }
 
 /// `POST /isek_center/renew`.
-async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/isek_center/renew",
+    tag = "registry",
+    request_body(content = ProofRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The lease runs a full TTL from now", body = Envelope),
+        (status = 400, description = "Not a JSON object, or `node_id` missing or invalid", body = Envelope),
+        (status = 403, description = "The node is signed and the proof is missing or wrong", body = Envelope),
+        (status = 404, description = "No live node has this id: register again", body = Envelope),
+        (status = 413, description = "The body is larger than the limit", body = Envelope),
+    )
+)]
+pub(super) async fn renew(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let result = async {
         let config = center.config();
@@ -95,7 +136,26 @@ async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> 
 }
 
 /// `POST /isek_center/deregister`.
-async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/isek_center/deregister",
+    tag = "registry",
+    request_body(content = ProofRequest, content_type = "application/json"),
+    params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>`: deregister any node as the operator")),
+    responses(
+        (status = 200, description = "Removed", body = Envelope),
+        (status = 400, description = "Not a JSON object, or `node_id` missing or invalid", body = Envelope),
+        (status = 403, description = "The node is signed and the proof is missing or wrong", body = Envelope),
+        (status = 404, description = "No node has this id", body = Envelope),
+        (status = 413, description = "The body is larger than the limit", body = Envelope),
+        (status = 503, description = "The store is not taking writes", body = Envelope),
+    )
+)]
+pub(super) async fn deregister(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let result = async {
         let config = center.config();
@@ -120,14 +180,26 @@ async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body
 }
 
 /// `GET` (and `HEAD`) `/isek_center/available_nodes`: the cached snapshot body.
-async fn available_nodes(State(center): State<Center>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/isek_center/available_nodes",
+    tag = "registry",
+    responses((status = 200, description = "Every live node with its deadline", body = AvailableNodesAnswer))
+)]
+pub(super) async fn available_nodes(State(center): State<Center>) -> Response {
     let started = Instant::now();
     let response = json_response(StatusCode::OK, center.available_nodes_body());
     observed(&center, Endpoint::AvailableNodes, None, started, response)
 }
 
 /// `GET /v1/nodes`: every live node with the current revision and epoch.
-async fn nodes(State(center): State<Center>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/v1/nodes",
+    tag = "extensions",
+    responses((status = 200, description = "Every live node, with the revision and epoch to watch from", body = NodesAnswer))
+)]
+pub(super) async fn nodes(State(center): State<Center>) -> Response {
     let started = Instant::now();
     let response = json_response(StatusCode::OK, center.nodes_body());
     observed(&center, Endpoint::Nodes, None, started, response)
@@ -135,7 +207,21 @@ async fn nodes(State(center): State<Center>) -> Response {
 
 /// `GET /v1/watch[?since=REV[&epoch=E]]`: the change stream as server-sent events; a
 /// `since` that cannot be resumed gets a 410 envelope telling the client to re-list.
-async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
+#[utoipa::path(
+    get,
+    path = "/v1/watch",
+    tag = "extensions",
+    params(
+        ("since" = Option<u64>, Query, description = "Resume after this revision (needs `epoch`)"),
+        ("epoch" = Option<u64>, Query, description = "The epoch `since` belongs to"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: `hello`, then `snapshot` (without `since`) or the missed changes, then `put`/`delete`; `resync` when the watcher fell behind", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A malformed parameter", body = Envelope),
+        (status = 410, description = "`since` cannot be resumed: re-list from /v1/nodes", body = GoneAnswer),
+    )
+)]
+pub(super) async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
     let response = watch_response(&center, query.as_deref());
     observed(&center, Endpoint::Watch, None, started, response)

@@ -18,6 +18,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::openapi::{HealthAnswer, ReadinessAnswer};
 use super::rejection::json_response;
 use crate::center::Center;
 use crate::metrics::Endpoint;
@@ -61,6 +62,12 @@ pub struct Readiness {
 }
 
 /// `GET /healthz`: 200 while the process serves requests.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operators",
+    responses((status = 200, description = "The process serves requests (a liveness probe)", body = HealthAnswer))
+)]
 pub async fn healthz(State(center): State<Center>) -> Response {
     let started = Instant::now();
     let health = Health {
@@ -76,6 +83,15 @@ pub async fn healthz(State(center): State<Center>) -> Response {
 
 /// `GET /readyz`: 200 when the store takes a probe write within [`READY_TIMEOUT`],
 /// else 503 saying why.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operators",
+    responses(
+        (status = 200, description = "The store takes writes (a readiness probe)", body = ReadinessAnswer),
+        (status = 503, description = "The store does not take writes, or the center is stopping", body = ReadinessAnswer),
+    )
+)]
 pub async fn readyz(State(center): State<Center>) -> Response {
     let started = Instant::now();
     let probed = center.ready(READY_TIMEOUT).await;
@@ -119,6 +135,12 @@ pub async fn readyz(State(center): State<Center>) -> Response {
 }
 
 /// `GET /metrics`: every metric of this center in the exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operators",
+    responses((status = 200, description = "Prometheus metrics (OpenMetrics text)", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String))
+)]
 pub async fn metrics(State(center): State<Center>) -> Response {
     let started = Instant::now();
     center.refresh_metrics();

@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Resync, WatchStart};
+use crate::metrics::Metrics;
 use crate::policy::{Guard, Horizons, Proof, Refusal, RefusalKind, Signer};
 use crate::record::{NodeRecord, Owner};
 use crate::snapshot::SnapshotCache;
@@ -48,10 +49,10 @@ use crate::writer::{WriteError, WriteOp};
 struct Tasks {
     /// The reaper task.
     reaper: JoinHandle<()>,
-    /// Fires when the writer thread has drained its queue and closed the store.
+    /// Fires when the writer thread has drained its queue, closed the store and
+    /// released the data directory's lock (which that thread owns, so the directory
+    /// is never free while SQLite still has it open, however the center ends).
     writer_done: oneshot::Receiver<Result<()>>,
-    /// The data directory's lock, released once the store is closed.
-    dir_lock: Option<DirLock>,
 }
 
 /// Shared part of every [`Center`] handle.
@@ -64,7 +65,8 @@ struct Inner {
     writes: Mutex<Option<mpsc::Sender<WriteOp>>>,
     /// Tells the reaper to stop.
     stop: watch::Sender<bool>,
-    /// Background tasks, taken by the first shutdown.
+    /// Background tasks, taken by the first shutdown, which holds this lock until the
+    /// store is closed: a concurrent `shutdown` waits for it instead of returning early.
     tasks: tokio::sync::Mutex<Option<Tasks>>,
     /// The configuration the center runs with.
     config: Config,
@@ -73,7 +75,8 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Last handle gone without shutdown: stop the reaper; the writer ends when
-        // the sender (dropped with us) closes its queue.
+        // the sender (dropped with us) closes its queue, and only then releases the
+        // data directory.
         let _ = self.stop.send(true);
     }
 }
@@ -124,6 +127,7 @@ impl Center {
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let writer_done = crate::writer::spawn(
             store,
+            dir_lock,
             Arc::clone(&core),
             rx,
             config.max_batch,
@@ -135,6 +139,14 @@ impl Center {
             tx.downgrade(),
             stop_rx,
         ));
+        // The floor refuses its own millisecond too (a signature made in it may predate
+        // the start), so hand the center out only once that millisecond is over: a
+        // node signing as soon as `start` returns is then always newer than the floor.
+        // Bounded, so a wall clock stepped back cannot hold the start.
+        let give_up = Instant::now() + Duration::from_millis(20);
+        while crate::policy::unix_now() <= start_ms && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 core,
@@ -143,7 +155,6 @@ impl Center {
                 tasks: tokio::sync::Mutex::new(Some(Tasks {
                     reaper,
                     writer_done,
-                    dir_lock,
                 })),
                 config,
             }),
@@ -153,6 +164,41 @@ impl Center {
     /// The configuration this center runs with.
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// Where the handlers, the transport and the workers record their figures.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.inner.core.metrics()
+    }
+
+    /// Brings the gauges read at scrape time up to date (node counts, store size),
+    /// before [`Metrics::registry`] is encoded. Takes the state lock for a moment and
+    /// reads two file sizes.
+    pub fn refresh_metrics(&self) {
+        let (signed, unsigned) = self.inner.core.lock().signed_and_unsigned();
+        let metrics = self.metrics();
+        metrics.set_nodes(signed, unsigned);
+        if let Some(dir) = &self.inner.config.data_dir {
+            let db = dir.join(crate::store::DB_FILE);
+            let wal = dir.join(format!("{}-wal", crate::store::DB_FILE));
+            let size = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+            metrics.set_store_bytes(size(&db) + size(&wal));
+        }
+    }
+
+    /// Whether the center can take writes now: the writer is running and the store
+    /// commits a probe write within `within`. `Err` says why not (the readiness
+    /// probe's 503).
+    pub async fn ready(&self, within: Duration) -> Result<(), WriteError> {
+        let (reply, answer) = oneshot::channel();
+        let probe = self.write(WriteOp::Probe { reply }, answer);
+        match tokio::time::timeout(within, probe).await {
+            Ok(answer) => answer,
+            Err(_) => Err(WriteError::Unavailable(format!(
+                "the store did not take a write within {} ms",
+                within.as_millis()
+            ))),
+        }
     }
 
     /// A sender to the writer, or why there is none.
@@ -210,15 +256,26 @@ impl Center {
             }
             None => (record, Guard::Unsigned, None, None),
         };
+        let signed = token.is_some();
         let (reply, answer) = oneshot::channel();
+        let id: Arc<str> = Arc::from(node_id);
         let op = WriteOp::Put {
-            id: Arc::from(node_id),
+            id: Arc::clone(&id),
             record,
             guard,
             timestamp,
             reply,
         };
-        self.write(op, answer).await?;
+        let written = self.write(op, answer).await;
+        // The audit trail: who was registered, and whether it was accepted (never the
+        // token or a signature).
+        match &written {
+            Ok(()) => tracing::info!(node_id = %id, signed, operator, outcome = "ok", "register"),
+            Err(e) => {
+                tracing::info!(node_id = %id, signed, operator, outcome = outcome_of(e), error = %e, "register")
+            }
+        }
+        written?;
         Ok(token)
     }
 
@@ -245,9 +302,26 @@ impl Center {
     /// Removes a live node durably if the request proves ownership (checked by the
     /// writer together with the delete); `Ok(false)` if it is unknown or expired.
     pub async fn deregister(&self, request: Deregister) -> Result<bool, WriteError> {
+        let id = request.node_id.clone();
+        let operator = request.operator;
+        let removed = self.remove(request).await;
+        // The audit trail; `operator`: done with the admin token.
+        match &removed {
+            Ok(true) => tracing::info!(node_id = %id, operator, outcome = "ok", "deregister"),
+            Ok(false) => {
+                tracing::info!(node_id = %id, operator, outcome = "not_found", "deregister")
+            }
+            Err(e) => {
+                tracing::info!(node_id = %id, operator, outcome = outcome_of(e), error = %e, "deregister")
+            }
+        }
+        removed
+    }
+
+    /// The deregistration itself (see [`Center::deregister`]).
+    async fn remove(&self, request: Deregister) -> Result<bool, WriteError> {
         let id = request.node_id.as_str();
         let guard = if request.operator {
-            tracing::info!(node_id = %id, "operator deregistration");
             Guard::Admin
         } else {
             self.guard_for(DEREGISTER_OP, id, request.proof)?
@@ -393,6 +467,7 @@ impl Center {
             self.inner.config.watch_keepalive,
             core.watchers_closed(),
             core.revision_handle(),
+            Arc::clone(core.metrics()),
         )
     }
 
@@ -405,7 +480,9 @@ impl Center {
     /// Stops the reaper, lets queued writes finish, and closes the store. Writes
     /// arriving afterwards fail with [`WriteError::ShuttingDown`]. Idempotent.
     pub async fn shutdown(&self) -> Result<()> {
-        let Some(tasks) = self.inner.tasks.lock().await.take() else {
+        // Held to the end, so a second caller returns only once the store is closed.
+        let mut slot = self.inner.tasks.lock().await;
+        let Some(tasks) = slot.take() else {
             return Ok(());
         };
         self.close_watchers();
@@ -419,17 +496,26 @@ impl Center {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
+        // The writer closes the store, then releases the directory, then answers.
         let writer = tasks
             .writer_done
             .await
             .map_err(|_| Error::Task("store writer ended without reporting".into()))?;
-        // The store is closed: another center may use the directory now.
-        if let Some(lock) = tasks.dir_lock {
-            lock.release();
-        }
         reaper.map_err(|e| Error::Task(format!("reaper: {e}")))?;
         tracing::info!("center stopped; store closed");
         writer
+    }
+}
+
+/// The `outcome` of a failed write in the audit trail (the same words as the
+/// `outcome` label of the metrics).
+fn outcome_of(error: &WriteError) -> &'static str {
+    match error {
+        WriteError::Refused(refusal) => match refusal.kind {
+            RefusalKind::Forbidden | RefusalKind::SignatureRequired => "denied",
+            RefusalKind::Full | RefusalKind::Unavailable => "unavailable",
+        },
+        WriteError::Unavailable(_) | WriteError::ShuttingDown => "unavailable",
     }
 }
 

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::policy::hash_token;
 
 /// Default lease length, as in the original ISEK center.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_LEASE_TTL: Duration = isek::DEFAULT_TTL;
 
 /// How a center runs: where it stores nodes, how long leases last, what it accepts.
 #[derive(Debug, Clone)]

@@ -10,7 +10,8 @@
 //! - level 0, pure values and rules: [`record`] ([`NodeRecord`], [`record::Owner`]),
 //!   [`lease`] (the clock-free lease table), [`policy`] (who may act on a node:
 //!   guards, replay horizons, refusals with a kind), [`command`] (the typed requests),
-//!   [`render`] (every output byte), [`body`] (strict JSON), [`config`], [`error`];
+//!   [`render`] (every output byte), [`body`] (strict JSON), [`config`], [`error`],
+//!   [`metrics`] (the counters every layer records into; `http` exposes them);
 //! - level 1, state and storage: `state` (the registry state, one numbered revision
 //!   per change), `feed` (the change log), `snapshot` (the cached listing), [`store`]
 //!   (SQLite, the only user of `rusqlite`), [`dirlock`];
@@ -35,6 +36,7 @@ pub mod error;
 mod feed;
 pub mod http;
 pub mod lease;
+pub mod metrics;
 pub mod policy;
 mod reaper;
 pub mod record;
@@ -49,6 +51,6 @@ pub use center::Center;
 pub use command::{Deregister, Register, Renew};
 pub use config::{Config, DEFAULT_LEASE_TTL, Limits, Security, Timeouts, TlsFiles};
 pub use error::{Error, Result};
-pub use http::{app, run};
+pub use http::{app, run, run_announced};
 pub use record::NodeRecord;
 pub use writer::WriteError;

@@ -9,6 +9,7 @@
 //! Level 2: beside the writer, which it feeds; it knows the state, not HTTP.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -20,12 +21,60 @@ use crate::writer::WriteOp;
 /// the size of the store transaction when many leases run out at once.
 const EXPIRE_CHUNK: usize = 4096;
 
+/// A wave of expiries ends when the next deadline is further away than this: the
+/// leases of one burst of registrations (a restart, a load test) run out over about
+/// the time they took to register, and make one summary line.
+const WAVE_GAP: Duration = Duration::from_secs(1);
+
+/// A wave is summarised at least this often, so a steady trickle of expiries (one
+/// every few hundred milliseconds, forever) still reaches the log.
+const WAVE_MAX: Duration = Duration::from_secs(10);
+
+/// How many node ids a wave's summary names (the rest are counted; each expiry is
+/// also logged at `debug` by the writer).
+const WAVE_SAMPLE: usize = 8;
+
+/// The expiries handed to the writer since the current wave began.
+#[derive(Debug)]
+struct Wave {
+    /// When the first lease of the wave was collected.
+    started: Instant,
+    /// How many leases ran out in it.
+    count: usize,
+    /// Reaper steps (chunks of at most `EXPIRE_CHUNK`) it took.
+    steps: usize,
+    /// The first few node ids.
+    sample: Vec<Arc<str>>,
+}
+
+impl Wave {
+    /// Logs the wave as one `info` line.
+    fn log(&self, now: Instant) {
+        let more = self.count.saturating_sub(self.sample.len());
+        let ids = self
+            .sample
+            .iter()
+            .map(|id| &**id)
+            .collect::<Vec<_>>()
+            .join(",");
+        tracing::info!(
+            count = self.count,
+            steps = self.steps,
+            duration_ms = (now - self.started).as_millis() as u64,
+            node_ids = %ids,
+            more,
+            "leases expired; nodes removed"
+        );
+    }
+}
+
 /// Runs until `stop` turns true (or its sender is gone) or the writer is gone.
 pub(crate) async fn run(
     core: Arc<Core>,
     writes: mpsc::WeakSender<WriteOp>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut wave: Option<Wave> = None;
     loop {
         let now = Instant::now();
         let (expired, next) = {
@@ -36,12 +85,34 @@ pub(crate) async fn run(
             )
         };
         if !expired.is_empty() {
-            tracing::info!(count = expired.len(), "leases expired");
+            let current = wave.get_or_insert_with(|| {
+                core.metrics().expiry_wave();
+                Wave {
+                    started: now,
+                    count: 0,
+                    steps: 0,
+                    sample: Vec::new(),
+                }
+            });
+            current.count += expired.len();
+            current.steps += 1;
+            let room = WAVE_SAMPLE.saturating_sub(current.sample.len());
+            current
+                .sample
+                .extend(expired.iter().take(room).map(|e| Arc::clone(&e.id)));
             let Some(tx) = writes.upgrade() else {
                 return;
             };
             if tx.send(WriteOp::Expire { expired }).await.is_err() {
                 return;
+            }
+        }
+        // The wave ends when nothing more runs out soon (or it has lasted long enough).
+        if let Some(current) = &wave {
+            let quiet = next.is_none_or(|at| at > now + WAVE_GAP);
+            if quiet || now - current.started >= WAVE_MAX {
+                current.log(now);
+                wave = None;
             }
         }
         // Created before sleeping; a wake-up sent since `next` was read is kept as a
@@ -56,6 +127,9 @@ pub(crate) async fn run(
         tokio::select! {
             stopped = stop.wait_for(|s| *s) => {
                 let _ = stopped;
+                if let Some(current) = &wave {
+                    current.log(Instant::now());
+                }
                 return;
             }
             () = woken => {}

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use isek::canonical::{write_float, write_number, write_str};
+use isek::canonical::{KeyOrder, Separators, write_float, write_str, write_with};
 use isek::wire::center::{
     LIST_MESSAGE, WATCH_EVENT_DELETE, WATCH_EVENT_HELLO, WATCH_EVENT_PUT, WATCH_EVENT_RESYNC,
     WATCH_EVENT_SNAPSHOT,
@@ -26,38 +26,7 @@ use crate::record::NodeRecord;
 
 /// Appends `value` compactly, keys sorted at every depth, non-ASCII escaped.
 pub fn write_compact(out: &mut String, value: &Value) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => write_number(out, n),
-        Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_compact(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            // UTF-8 byte order is code point order: Python's `sort_keys` order.
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(out, key);
-                out.push(':');
-                write_compact(out, item);
-            }
-            out.push('}');
-        }
-    }
+    write_with(out, value, KeyOrder::Sorted, Separators::Compact);
 }
 
 /// `value` as compact Flask JSON text (no trailing newline).
@@ -73,6 +42,21 @@ pub fn envelope_without_data(code: u16, message: &str) -> String {
     out.push_str("{\"code\":");
     out.push_str(&code.to_string());
     out.push_str(",\"data\":null,\"message\":");
+    write_str(&mut out, message);
+    out.push_str("}\n");
+    out
+}
+
+/// An envelope carrying `data` (any serializable value, written compact with sorted
+/// keys like the rest): the operators' endpoints (`/healthz`, `/readyz`).
+pub fn envelope_with_data(code: u16, message: &str, data: &impl serde::Serialize) -> String {
+    // Serializing plain structs of strings and numbers into a Value does not fail; a
+    // value that did would be reported as `null` rather than break the answer.
+    let data = serde_json::to_value(data).unwrap_or(Value::Null);
+    let mut out = String::with_capacity(64 + message.len());
+    let _ = write!(out, "{{\"code\":{code},\"data\":");
+    write_compact(&mut out, &data);
+    out.push_str(",\"message\":");
     write_str(&mut out, message);
     out.push_str("}\n");
     out

@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::feed::{Feed, Resync, WatchStart};
 use crate::lease::{Expired, LeaseTable};
+use crate::metrics::Metrics;
 use crate::policy::Horizons;
 use crate::record::NodeRecord;
 use crate::render::snapshot_frame;
@@ -40,6 +41,9 @@ pub(crate) struct State {
     revision: u64,
     /// The change log of `GET /v1/watch`.
     feed: Feed,
+    /// How many nodes in `leases` have an owner key (for the metrics: counted as the
+    /// table changes, so a scrape does not walk the table).
+    signed: usize,
 }
 
 impl State {
@@ -53,14 +57,17 @@ impl State {
     ) -> Self {
         let mut leases = LeaseTable::new(ttl, now);
         let mut revision = 0;
+        let mut signed = 0;
         for (id, record) in loaded {
             revision += 1;
+            signed += usize::from(record.owner().is_some());
             leases.insert(id, record, revision, now);
         }
         Self {
             leases,
             revision,
             feed: new_feed(revision),
+            signed,
         }
     }
 
@@ -74,25 +81,36 @@ impl State {
         self.revision
     }
 
+    /// Nodes in the table with an owner key, and without (expired leases not yet
+    /// retired included: the reaper removes them within milliseconds).
+    pub fn signed_and_unsigned(&self) -> (usize, usize) {
+        (self.signed, self.leases.len().saturating_sub(self.signed))
+    }
+
     /// Registers (or replaces) `id` with a fresh lease: numbers the change, applies it
     /// and logs it; returns its revision (also the registration's generation).
     pub fn put(&mut self, id: Arc<str>, record: NodeRecord, now: Instant) -> u64 {
         self.revision += 1;
         self.feed.put(self.revision, &id, &record);
-        self.leases.insert(id, record, self.revision, now);
+        self.signed += usize::from(record.owner().is_some());
+        if let Some(old) = self.leases.insert(id, record, self.revision, now) {
+            self.signed -= usize::from(old.owner().is_some());
+        }
         self.revision
     }
 
     /// Removes `id` (a deregistration); its revision, `None` when it was not there.
     pub fn remove(&mut self, id: &str) -> Option<u64> {
-        self.leases.remove(id)?;
+        let old = self.leases.remove(id)?;
+        self.signed -= usize::from(old.owner().is_some());
         Some(self.log_delete(id, "deregister"))
     }
 
     /// Removes the registration `generation` of `id` that ran out; its revision,
     /// `None` when that generation is gone (re-registered or removed meanwhile).
     pub fn expire(&mut self, id: &str, generation: u64) -> Option<u64> {
-        self.leases.remove_generation(id, generation)?;
+        let old = self.leases.remove_generation(id, generation)?;
+        self.signed -= usize::from(old.owner().is_some());
         Some(self.log_delete(id, "expire"))
     }
 
@@ -127,6 +145,7 @@ impl State {
             leases,
             revision,
             feed,
+            ..
         } = self;
         let revision = *revision;
         match since {
@@ -176,6 +195,8 @@ pub(crate) struct Core {
     /// Newest accepted signed-op timestamp per node id (no replay), refusing anything
     /// signed before this center started.
     horizons: Horizons,
+    /// What every part of the center records its figures into (`GET /metrics`).
+    metrics: Arc<Metrics>,
 }
 
 impl Core {
@@ -189,7 +210,13 @@ impl Core {
             epoch,
             watchers_closed: watch::channel(false).0,
             horizons,
+            metrics: Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"))),
         }
+    }
+
+    /// The center's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Locks the state. A poisoned lock only means a panic elsewhere mid-update; the

@@ -173,6 +173,24 @@ impl Store {
         }
     }
 
+    /// Checks that the store takes a durable write now (the readiness probe): one
+    /// write transaction rewriting the schema version, committed with its fsync.
+    /// Fails when the file is locked by another writer past the busy timeout, has
+    /// become read-only, or the disk refuses the write.
+    pub fn probe(&mut self) -> Result<()> {
+        let Self::Sqlite(conn) = self else {
+            return Ok(());
+        };
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .inspect_err(|_| {
+            // Leave no transaction open behind a failed probe.
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+        Ok(())
+    }
+
     /// Applies `ops` in order in one transaction and makes it durable (one fsync).
     pub fn commit(&mut self, ops: &[StoreOp<'_>]) -> Result<()> {
         let Self::Sqlite(conn) = self else {

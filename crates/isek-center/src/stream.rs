@@ -17,6 +17,7 @@ use futures::Stream;
 use tokio::sync::{broadcast, watch};
 
 use crate::feed::{Change, WatchStart};
+use crate::metrics::{Metrics, ResyncReason};
 use crate::render::{KEEPALIVE_FRAME, resync_frame};
 
 /// The state of one watcher's body stream.
@@ -36,6 +37,14 @@ struct WatchStream {
     revision: Arc<AtomicU64>,
     /// Set after the final frame: the next poll ends the stream.
     done: bool,
+    /// Where the stream counts itself (open watchers, lag, resyncs).
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
+        self.metrics.watcher_closed();
+    }
 }
 
 /// The body of one `GET /v1/watch` answer: the initial frames, then live changes,
@@ -45,7 +54,9 @@ pub(crate) fn watch_stream(
     keepalive: Duration,
     closed: watch::Receiver<bool>,
     revision: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    metrics.watcher_opened();
     let state = WatchStream {
         queue: start.initial.into(),
         live: start.live,
@@ -54,6 +65,7 @@ pub(crate) fn watch_stream(
         closed,
         revision,
         done: false,
+        metrics,
     };
     futures::stream::unfold(state, |mut s| async move {
         if let Some(frame) = s.queue.pop_front() {
@@ -72,11 +84,13 @@ pub(crate) fn watch_stream(
                 received = s.live.recv() => match received {
                     Ok(change) if change.revision <= s.after => continue,
                     Ok(change) => {
+                        s.metrics.watcher_lag(s.live.len());
                         s.after = change.revision;
                         return Some((Ok(change.frame), s));
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::info!(missed, "watcher fell behind; sending resync");
+                        s.metrics.resync(ResyncReason::Lagged);
                         s.done = true;
                         let message = format!(
                             "this watcher fell {missed} changes behind after revision {}; re-list from {}",

@@ -21,6 +21,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("config", 0),
     ("error", 0),
     ("lease", 0),
+    ("metrics", 0),
     ("policy", 0),
     ("record", 0),
     ("render", 0),
@@ -47,6 +48,8 @@ const EDGE_CRATES: &[(&str, &[&str])] = &[
     ("rustls", &["http"]),
     ("rustls_pki_types", &["http"]),
     ("rusqlite", &["store"]),
+    ("prometheus_client", &["metrics", "http"]),
+    ("utoipa", &["http"]),
 ];
 
 /// The checked part of a source file: before its unit tests, without comments.

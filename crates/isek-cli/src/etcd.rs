@@ -157,8 +157,8 @@ const MAX_FILE_NAME_BYTES: usize = 255;
 fn generated_key_path(node_id: &str) -> anyhow::Result<PathBuf> {
     // The registry validates node ids too, but the path is built first: never let an
     // id name a file outside the current directory.
-    if node_id.is_empty() || node_id.contains('/') || node_id.chars().any(char::is_control) {
-        bail!("node_id {node_id:?} must be non-empty, without '/' or control characters");
+    if let Err(problem) = isek::node_id::check(node_id, isek::node_id::MAX_BYTES) {
+        bail!("node_id {node_id:?} {problem}");
     }
     let name = format!("{node_id}.key.pem");
     if name.len() > MAX_FILE_NAME_BYTES {

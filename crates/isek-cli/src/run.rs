@@ -48,7 +48,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
     /// The node's agent card, a JSON object.
-    #[arg(long, value_name = "JSON-OBJECT", value_parser = crate::parse_metadata, default_value = "{}")]
+    #[arg(long, value_name = "JSON-OBJECT", value_parser = crate::register::parse_metadata, default_value = "{}")]
     metadata: Metadata,
     /// Lease length in seconds (fractions allowed); the node renews every third of it.
     /// On etcd it is the lease granted (same as `--lease-ttl`); a center grants its own
@@ -71,7 +71,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         (Some(ttl), _) | (None, Some(ttl)) => ttl,
         // The original ISEK's 30 s.
-        (None, None) => isek::memory::DEFAULT_TTL,
+        (None, None) => isek::DEFAULT_TTL,
     };
     if backend.etcd_target()?.is_some() {
         // On etcd the node's registry grants the lease: the one the node renews for.

@@ -1,9 +1,10 @@
 //! `isek center`: runs the Isek Center until SIGINT or SIGTERM.
 //!
-//! Binds the listener, announces the bound address on stdout (one line, so scripts
-//! and tests using `--listen 127.0.0.1:0` learn the port), then hands over to
-//! `isek_center::run`, which returns after a clean shutdown: in-flight requests
-//! finished, store flushed and closed.
+//! Binds the listener and hands over to `isek_center::run_announced`, which opens the
+//! store, then has the bound address announced on stdout (one line, so scripts and
+//! tests using `--listen 127.0.0.1:0` learn the port; printed only once the center
+//! takes signed registrations), and returns after a clean shutdown: in-flight
+//! requests finished, store flushed and closed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,6 +60,31 @@ pub struct CenterArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per
+    /// line) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Read flags from this TOML file: each key is a flag's name (`lease-ttl = 30`,
+    /// `require-signatures = true`); flags on the command line win. See
+    /// `isek-center.example.toml`.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The two ways of writing log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `tracing`'s human-readable lines.
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
+}
+
+impl CenterArgs {
+    /// The log format chosen (read before the runtime and the logger start).
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
 }
 
 /// Environment variable holding the admin token when no --admin-token-file is given.
@@ -153,8 +179,9 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
         }
         None => tracing::info!(store = "memory", lease_ttl = ?args.lease_ttl, "starting"),
     }
-    println!("isek center listening on {scheme}://{address}");
-    isek_center::run(listener, config, shutdown)
+    // Announced once the center takes signed registrations (see `run_announced`).
+    let announce = move |_| println!("isek center listening on {scheme}://{address}");
+    isek_center::run_announced(listener, config, shutdown, announce)
         .await
         .context("the center stopped with an error")?;
     tracing::info!("isek center stopped cleanly");

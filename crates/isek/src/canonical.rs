@@ -44,8 +44,42 @@ pub fn to_insertion_string(value: &Value) -> String {
     out
 }
 
+/// The separators between items and after keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Separators {
+    /// `", "` and `": "`: `json.dumps` defaults, the signed and stored bytes.
+    Python,
+    /// `","` and `":"`: the smallest text, for bodies a center serves.
+    Compact,
+}
+
+impl Separators {
+    /// Between two items of an array or object.
+    fn item(self) -> &'static str {
+        match self {
+            Self::Python => ", ",
+            Self::Compact => ",",
+        }
+    }
+
+    /// Between a key and its value.
+    fn key(self) -> &'static str {
+        match self {
+            Self::Python => ": ",
+            Self::Compact => ":",
+        }
+    }
+}
+
 /// Appends `value` to `out` in Python `json.dumps` format with the given key order.
 pub fn write_value(out: &mut String, value: &Value, order: KeyOrder) {
+    write_with(out, value, order, Separators::Python);
+}
+
+/// Appends `value` to `out` with `order` and `separators`; every other choice
+/// (escapes, number formatting) is Python's, so one writer serves signatures, the
+/// etcd value and a center's compact bodies.
+pub fn write_with(out: &mut String, value: &Value, order: KeyOrder, separators: Separators) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -56,9 +90,9 @@ pub fn write_value(out: &mut String, value: &Value, order: KeyOrder) {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    out.push_str(separators.item());
                 }
-                write_value(out, item, order);
+                write_with(out, item, order, separators);
             }
             out.push(']');
         }
@@ -72,11 +106,11 @@ pub fn write_value(out: &mut String, value: &Value, order: KeyOrder) {
             out.push('{');
             for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push_str(", ");
+                    out.push_str(separators.item());
                 }
                 write_str(out, key);
-                out.push_str(": ");
-                write_value(out, item, order);
+                out.push_str(separators.key());
+                write_with(out, item, order, separators);
             }
             out.push('}');
         }

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::credentials::Credentials;
+use crate::error::root_cause;
 use crate::identity::NodeIdentity;
 use crate::wire::center::{
     AVAILABLE_NODES_PATH, AvailableNodes, DEREGISTER_PATH, Envelope, ListedNode, REGISTER_PATH,
@@ -234,16 +235,6 @@ fn transport_error(url: &str, error: &reqwest::Error) -> Error {
     } else {
         Error::Unavailable(format!("{url}: {cause}"))
     }
-}
-
-/// The innermost error of a chain: the OS or protocol reason, without reqwest's
-/// wrappers that repeat the URL.
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
 }
 
 #[async_trait]

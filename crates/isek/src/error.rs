@@ -29,3 +29,15 @@ pub enum Error {
 
 /// Shorthand used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The innermost error of a chain: the OS or protocol reason (e.g. "Connection
+/// refused"), without the wrappers (reqwest's, hyper's) that repeat the URL. Why
+/// here: both HTTP clients (the center registry and the change feed) word their
+/// [`Error::Unavailable`] from it.
+pub(crate) fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}

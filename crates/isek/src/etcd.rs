@@ -43,8 +43,7 @@ use lease_stream::{KeepAlive, LeaseStream};
 
 /// Parent namespace of the original ISEK (`/root/{node_id}`).
 pub const DEFAULT_PARENT: &str = "root";
-/// Lease length of the original ISEK.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+pub use crate::registry::DEFAULT_TTL;
 /// Default bound on connecting and on every etcd request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a write is retried when a concurrent write changed the key in between.
@@ -199,17 +198,14 @@ impl EtcdConfig {
 /// Checks a node id or parent id is usable as one key segment, with the same rules as
 /// the other backends: 1 to [`MAX_NODE_ID_BYTES`] bytes, no `/`, no control character.
 fn validate_segment(what: &str, id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > MAX_NODE_ID_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "{what} must be 1 to {MAX_NODE_ID_BYTES} bytes"
-        )));
-    }
-    if id.contains('/') || id.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!(
-            "{what} {id:?} must not contain '/' or control characters"
-        )));
-    }
-    Ok(())
+    crate::node_id::check(id, MAX_NODE_ID_BYTES).map_err(|problem| match problem {
+        crate::node_id::Problem::Length { .. } => {
+            Error::InvalidArgument(format!("{what} {problem}"))
+        }
+        crate::node_id::Problem::Character => {
+            Error::InvalidArgument(format!("{what} {id:?} {problem}"))
+        }
+    })
 }
 
 /// Verifies a stored entry against its own public key; returns the algorithm used.

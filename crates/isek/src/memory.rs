@@ -15,30 +15,17 @@ use tokio::time::Instant;
 use crate::wire::center::{deregister_not_found_message, renew_not_found_message};
 use crate::{Error, Metadata, NodeInfo, Registry, Result};
 
-/// Default lease length, as in the original ISEK.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-
-/// Longest node id accepted, in UTF-8 bytes (the center's default limit).
-pub const MAX_NODE_ID_BYTES: usize = 256;
+pub use crate::node_id::MAX_BYTES as MAX_NODE_ID_BYTES;
+pub use crate::registry::DEFAULT_TTL;
 
 /// Longest host accepted, in bytes (a DNS name's limit, as in the center).
 pub const MAX_HOST_BYTES: usize = 253;
 
-/// Rejects node ids the other backends reject, so tests against memory catch them:
-/// empty, longer than [`MAX_NODE_ID_BYTES`], containing `/` (an etcd key separator)
-/// or a control character.
+/// Rejects node ids the other backends reject (the rule of [`crate::node_id`]), so
+/// tests against memory catch them.
 fn check_node_id(node_id: &str) -> Result<()> {
-    if node_id.is_empty() || node_id.len() > MAX_NODE_ID_BYTES {
-        return Err(Error::InvalidArgument(format!(
-            "node_id must be 1 to {MAX_NODE_ID_BYTES} bytes"
-        )));
-    }
-    if node_id.contains('/') || node_id.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(
-            "node_id must not contain '/' or control characters".into(),
-        ));
-    }
-    Ok(())
+    crate::node_id::check(node_id, MAX_NODE_ID_BYTES)
+        .map_err(|problem| Error::InvalidArgument(format!("node_id {problem}")))
 }
 
 /// An in-process [`Registry`] whose leases expire on time.

@@ -2,10 +2,16 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::watch::NodeEventStream;
 use crate::{Metadata, NodeInfo, Result};
+
+/// Lease length of a node that does not choose one, as in the original ISEK (30 s):
+/// the one definition every backend, the runtime and the center default to.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 
 /// A place where nodes register, keep a lease alive and find their peers.
 ///

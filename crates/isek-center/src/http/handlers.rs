@@ -1,5 +1,8 @@
 //! The HTTP API: the four compatibility endpoints, `GET /v1/nodes`, `GET /v1/watch`,
-//! plus JSON 404/405 answers.
+//! the operators' `/healthz`, `/readyz` and `/metrics` ([`super::operator`]),
+//! `/openapi.json` ([`super::openapi`], from the `utoipa::path` attributes here), plus JSON
+//! 404/405 answers. Every handler records its latency (and a registry operation its
+//! outcome) in the center's metrics.
 //!
 //! Every answer is a `{code, data, message}` envelope written like Flask's `jsonify`
 //! (sorted keys, compact separators, trailing newline), `Content-Type:
@@ -19,9 +22,17 @@ use isek::wire::center::{
     renew_not_found_message, renewed_message,
 };
 
+use std::time::Instant;
+
+use super::openapi::{
+    AvailableNodesAnswer, Envelope, GoneAnswer, NodesAnswer, OPENAPI_PATH, ProofRequest,
+    RegisterAnswer, RegisterRequest,
+};
+use super::operator::{self, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
 use super::rejection::{Rejection, envelope, json_response};
 use super::request::{deregister_of, read_object, register_of, renew_of, watch_query};
 use crate::center::Center;
+use crate::metrics::{Endpoint, Op, Outcome, ResyncReason};
 use crate::render::{envelope_with_token, gone_envelope};
 
 /// The center's router, with its state attached.
@@ -33,6 +44,10 @@ pub fn router(center: Center) -> Router {
         .route(AVAILABLE_NODES_PATH, get(available_nodes))
         .route(NODES_PATH, get(nodes))
         .route(WATCH_PATH, get(watch))
+        .route(HEALTHZ_PATH, get(operator::healthz))
+        .route(READYZ_PATH, get(operator::readyz))
+        .route(METRICS_PATH, get(operator::metrics))
+        .route(OPENAPI_PATH, get(super::openapi::openapi_json))
         .merge(super::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -40,14 +55,32 @@ pub fn router(center: Center) -> Router {
 }
 
 /// `POST /isek_center/register`.
-async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/isek_center/register",
+    tag = "registry",
+    request_body(content = RegisterRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Registered (or replaced); a signed registration's answer carries its lease token", body = RegisterAnswer),
+        (status = 400, description = "Not a JSON object, a field missing or invalid (named in the message)", body = Envelope),
+        (status = 401, description = "This center requires signed registrations", body = Envelope),
+        (status = 403, description = "The id belongs to another key, or the signature or its timestamp is refused", body = Envelope),
+        (status = 413, description = "The body is larger than the limit", body = Envelope),
+        (status = 503, description = "The center is full, or its store is not taking writes", body = Envelope),
+    )
+)]
+pub(super) async fn register(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
     let result = async {
         let config = center.config();
         let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
         let request = register_of(&body, &config.limits)?;
         let id = request.node_id.clone();
         let token = center.register(request).await?;
-        tracing::debug!(node_id = %id, signed = token.is_some(), "registered");
         Ok::<_, Rejection>(match token {
             Some(token) => json_response(
                 StatusCode::OK,
@@ -56,11 +89,36 @@ async fn register(State(center): State<Center>, headers: HeaderMap, body: Body) 
             None => envelope(StatusCode::OK, &registered_message(&id)),
         })
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let response = result.await.unwrap_or_else(IntoResponse::into_response);
+    observed(
+        &center,
+        Endpoint::Register,
+        Some(Op::Register),
+        started,
+        response,
+    )
 }
 
 /// `POST /isek_center/renew`.
-async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/isek_center/renew",
+    tag = "registry",
+    request_body(content = ProofRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The lease runs a full TTL from now", body = Envelope),
+        (status = 400, description = "Not a JSON object, or `node_id` missing or invalid", body = Envelope),
+        (status = 403, description = "The node is signed and the proof is missing or wrong", body = Envelope),
+        (status = 404, description = "No live node has this id: register again", body = Envelope),
+        (status = 413, description = "The body is larger than the limit", body = Envelope),
+    )
+)]
+pub(super) async fn renew(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
     let result = async {
         let config = center.config();
         let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
@@ -73,11 +131,32 @@ async fn renew(State(center): State<Center>, headers: HeaderMap, body: Body) -> 
             envelope(StatusCode::NOT_FOUND, &renew_not_found_message(&id))
         })
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let response = result.await.unwrap_or_else(IntoResponse::into_response);
+    observed(&center, Endpoint::Renew, Some(Op::Renew), started, response)
 }
 
 /// `POST /isek_center/deregister`.
-async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body) -> Response {
+#[utoipa::path(
+    post,
+    path = "/isek_center/deregister",
+    tag = "registry",
+    request_body(content = ProofRequest, content_type = "application/json"),
+    params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>`: deregister any node as the operator")),
+    responses(
+        (status = 200, description = "Removed", body = Envelope),
+        (status = 400, description = "Not a JSON object, or `node_id` missing or invalid", body = Envelope),
+        (status = 403, description = "The node is signed and the proof is missing or wrong", body = Envelope),
+        (status = 404, description = "No node has this id", body = Envelope),
+        (status = 413, description = "The body is larger than the limit", body = Envelope),
+        (status = 503, description = "The store is not taking writes", body = Envelope),
+    )
+)]
+pub(super) async fn deregister(
+    State(center): State<Center>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
     let result = async {
         let config = center.config();
         let body = read_object(config.limits.max_body_bytes, &headers, body).await?;
@@ -85,35 +164,79 @@ async fn deregister(State(center): State<Center>, headers: HeaderMap, body: Body
         let id = request.node_id.clone();
         let removed = center.deregister(request).await?;
         Ok::<_, Rejection>(if removed {
-            tracing::debug!(node_id = %id, "deregistered");
             envelope(StatusCode::OK, &deregistered_message(&id))
         } else {
             envelope(StatusCode::NOT_FOUND, &deregister_not_found_message(&id))
         })
     };
-    result.await.unwrap_or_else(IntoResponse::into_response)
+    let response = result.await.unwrap_or_else(IntoResponse::into_response);
+    observed(
+        &center,
+        Endpoint::Deregister,
+        Some(Op::Deregister),
+        started,
+        response,
+    )
 }
 
 /// `GET` (and `HEAD`) `/isek_center/available_nodes`: the cached snapshot body.
-async fn available_nodes(State(center): State<Center>) -> Response {
-    json_response(StatusCode::OK, center.available_nodes_body())
+#[utoipa::path(
+    get,
+    path = "/isek_center/available_nodes",
+    tag = "registry",
+    responses((status = 200, description = "Every live node with its deadline", body = AvailableNodesAnswer))
+)]
+pub(super) async fn available_nodes(State(center): State<Center>) -> Response {
+    let started = Instant::now();
+    let response = json_response(StatusCode::OK, center.available_nodes_body());
+    observed(&center, Endpoint::AvailableNodes, None, started, response)
 }
 
 /// `GET /v1/nodes`: every live node with the current revision and epoch.
-async fn nodes(State(center): State<Center>) -> Response {
-    json_response(StatusCode::OK, center.nodes_body())
+#[utoipa::path(
+    get,
+    path = "/v1/nodes",
+    tag = "extensions",
+    responses((status = 200, description = "Every live node, with the revision and epoch to watch from", body = NodesAnswer))
+)]
+pub(super) async fn nodes(State(center): State<Center>) -> Response {
+    let started = Instant::now();
+    let response = json_response(StatusCode::OK, center.nodes_body());
+    observed(&center, Endpoint::Nodes, None, started, response)
 }
 
 /// `GET /v1/watch[?since=REV[&epoch=E]]`: the change stream as server-sent events; a
 /// `since` that cannot be resumed gets a 410 envelope telling the client to re-list.
-async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
-    let (since, epoch) = match watch_query(query.as_deref().unwrap_or("")) {
+#[utoipa::path(
+    get,
+    path = "/v1/watch",
+    tag = "extensions",
+    params(
+        ("since" = Option<u64>, Query, description = "Resume after this revision (needs `epoch`)"),
+        ("epoch" = Option<u64>, Query, description = "The epoch `since` belongs to"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: `hello`, then `snapshot` (without `since`) or the missed changes, then `put`/`delete`; `resync` when the watcher fell behind", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A malformed parameter", body = Envelope),
+        (status = 410, description = "`since` cannot be resumed: re-list from /v1/nodes", body = GoneAnswer),
+    )
+)]
+pub(super) async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
+    let started = Instant::now();
+    let response = watch_response(&center, query.as_deref());
+    observed(&center, Endpoint::Watch, None, started, response)
+}
+
+/// The answer of [`watch`].
+fn watch_response(center: &Center, query: Option<&str>) -> Response {
+    let (since, epoch) = match watch_query(query.unwrap_or("")) {
         Ok(parsed) => parsed,
         Err(rejection) => return rejection.into_response(),
     };
     let start = match center.watch(since.map(|s| (s, epoch))) {
         Ok(start) => start,
         Err(resync) => {
+            center.metrics().resync(ResyncReason::Gone);
             let body = gone_envelope(resync.revision, &resync.message);
             return json_response(StatusCode::GONE, body);
         }
@@ -128,6 +251,23 @@ async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Respo
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Tells nginx-style proxies not to buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Records the latency of a request to `endpoint` and, for a registry operation, its
+/// outcome (from the status), then passes `response` on.
+fn observed(
+    center: &Center,
+    endpoint: Endpoint,
+    op: Option<Op>,
+    started: Instant,
+    response: Response,
+) -> Response {
+    let metrics = center.metrics();
+    metrics.request(endpoint, started.elapsed());
+    if let Some(op) = op {
+        metrics.outcome(op, Outcome::of_status(response.status().as_u16()));
+    }
     response
 }
 

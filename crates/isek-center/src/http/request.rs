@@ -91,10 +91,7 @@ pub fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Valu
 
 /// Checks a node id against the limits: 1..=max bytes, no control characters, no '/'.
 pub fn check_node_id(id: &str, limits: &Limits) -> Result<(), Rejection> {
-    if id.is_empty()
-        || id.len() > limits.max_node_id_bytes
-        || id.chars().any(|c| c.is_control() || c == '/')
-    {
+    if isek::node_id::check(id, limits.max_node_id_bytes).is_err() {
         return Err(Rejection::bad_request(format!(
             "'node_id' must be 1 to {} bytes of UTF-8 without control characters or '/'.",
             limits.max_node_id_bytes

@@ -25,6 +25,20 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    run_announced(listener, config, shutdown, |_| {}).await
+}
+
+/// [`run`], calling `ready` with the bound address once the center takes every
+/// request, signed ones included: the store is loaded and the replay floor set. Why:
+/// whoever announces the address (the CLI's "listening" line) must not do it before,
+/// or a node that signs as soon as it reads the line is refused as "signed before this
+/// center started".
+pub async fn run_announced(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
     // Certificate problems are configuration errors, found before the store opens.
     let tls = config
         .tls
@@ -35,6 +49,7 @@ pub async fn run(
     let (router, center) = app(config).await?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "isek center listening");
+        ready(addr);
     }
     // Change streams never end on their own: close them when shutdown starts, or the
     // graceful shutdown would wait for every watcher to hang up.
@@ -43,7 +58,8 @@ pub async fn run(
         shutdown.await;
         watched.close_watchers();
     };
-    let served = super::transport::serve(listener, router, tls, timeouts, shutdown).await;
+    let metrics = std::sync::Arc::clone(center.metrics());
+    let served = super::transport::serve(listener, router, tls, timeouts, metrics, shutdown).await;
     tracing::info!("no longer accepting; closing the store");
     let closed = center.shutdown().await;
     served.and(closed)

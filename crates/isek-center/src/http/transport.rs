@@ -34,6 +34,7 @@ use tower::ServiceExt;
 
 use crate::config::Timeouts;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::render::envelope_without_data;
 
 /// A TLS acceptor from a PEM certificate chain and a PEM private key (PKCS#8, PKCS#1
@@ -65,6 +66,24 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
+/// An accepted connection, counted in the metrics until it is dropped (whichever way
+/// its task ends).
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    /// Counts a connection just accepted.
+    fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.connection_opened();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.connection_closed();
+    }
+}
+
 /// The 408 answer of a request that took too long.
 fn request_timeout() -> Response {
     let mut response = (
@@ -86,6 +105,7 @@ pub async fn serve(
     router: Router,
     tls: Option<TlsAcceptor>,
     timeouts: Timeouts,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -125,7 +145,9 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let open = OpenConnection::new(Arc::clone(&metrics));
         tokio::spawn(async move {
+            let _open = open;
             let served = match tls {
                 None => {
                     let conn =

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::state::Core;
 use crate::store::{Store, StoreOp};
@@ -30,9 +31,12 @@ pub use plan::WriteError;
 pub(crate) use plan::{Plan, WriteOp, plan};
 
 /// Starts the writer thread; the returned receiver fires when it has stopped (all
-/// senders dropped, queue drained, store closed).
+/// senders dropped, queue drained, store closed, then `dir_lock` released). The
+/// thread owns the lock so that no way of ending a center (shutdown, or the last
+/// handle dropped) frees the directory while SQLite still holds it.
 pub(crate) fn spawn(
     store: Store,
+    dir_lock: Option<DirLock>,
     core: Arc<Core>,
     rx: mpsc::Receiver<WriteOp>,
     max_batch: usize,
@@ -49,7 +53,11 @@ pub(crate) fn spawn(
                 max_nodes,
             };
             writer.run(rx);
-            let closed = writer.store.close();
+            let Writer { store, .. } = writer;
+            let closed = store.close();
+            if let Some(lock) = dir_lock {
+                lock.release();
+            }
             let _ = done.send(closed);
         })
         .map_err(Error::Io)?;
@@ -72,15 +80,28 @@ impl Writer {
     /// Serves batches until every sender is gone.
     fn run(&mut self, mut rx: mpsc::Receiver<WriteOp>) {
         let mut batch = Vec::new();
+        let mut probes = Vec::new();
         while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(_) => break,
+            let mut next = Some(first);
+            while let Some(op) = next.take() {
+                match op {
+                    WriteOp::Probe { reply } => probes.push(reply),
+                    op => batch.push(op),
+                }
+                if batch.len() < self.max_batch {
+                    next = rx.try_recv().ok();
                 }
             }
             self.process(std::mem::take(&mut batch));
+            if !probes.is_empty() {
+                let probed = self
+                    .store
+                    .probe()
+                    .map_err(|e| WriteError::Unavailable(e.to_string()));
+                for reply in probes.drain(..) {
+                    let _ = reply.send(probed.clone());
+                }
+            }
         }
     }
 
@@ -101,9 +122,11 @@ impl Writer {
         let committed = self.store.commit(&ops);
         let size = ops.len();
         drop(ops);
+        let elapsed = started.elapsed();
+        self.core.metrics().commit(size, elapsed, committed.is_ok());
         tracing::debug!(
             size,
-            commit_ms = started.elapsed().as_secs_f64() * 1e3,
+            commit_ms = elapsed.as_secs_f64() * 1e3,
             "store commit"
         );
         match committed {
@@ -166,6 +189,9 @@ impl Writer {
             }
         }
         self.core.snapshot().invalidate();
+        if expiries > 0 {
+            self.core.metrics().expired(expiries, true);
+        }
         for reply in put_replies {
             let _ = reply.send(Ok(()));
         }
@@ -182,6 +208,7 @@ impl Writer {
         tracing::error!(%error, "store commit failed");
         let message = error.to_string();
         let mut state = self.core.lock();
+        let mut expiries = 0;
         for plan in plans {
             match plan {
                 Plan::Put { reply, .. } => {
@@ -191,11 +218,12 @@ impl Writer {
                     let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
                 }
                 Plan::Expire { id, generation } => {
-                    state.expire(&id, generation);
+                    expiries += usize::from(state.expire(&id, generation).is_some());
                 }
             }
         }
         drop(state);
+        self.core.metrics().expired(expiries, false);
         self.core.snapshot().invalidate();
     }
 }

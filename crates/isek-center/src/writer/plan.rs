@@ -69,6 +69,12 @@ pub(crate) enum WriteOp {
         /// What ran out, with generations.
         expired: Vec<Expired>,
     },
+    /// Check that the store takes a write now (`GET /readyz`). The writer answers it
+    /// itself after the batch it came with; [`plan`] never sees one.
+    Probe {
+        /// Answered after the store's probe write.
+        reply: oneshot::Sender<Result<(), WriteError>>,
+    },
 }
 
 /// One decided operation of a batch.
@@ -194,6 +200,13 @@ pub(crate) fn plan(
                     touched.insert(Arc::clone(&id), false);
                     plans.push(Plan::Expire { id, generation });
                 }
+            }
+            WriteOp::Probe { reply } => {
+                // The writer takes probes out of a batch before planning it; one that
+                // got here anyway was not run, and says so.
+                let _ = reply.send(Err(WriteError::Unavailable(
+                    "the store probe was not run".to_owned(),
+                )));
             }
         }
     }

@@ -27,7 +27,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use super::backoff::Backoff;
 use super::entropy::{random_between, random_node_id};
 use super::peers::{PeerView, PeerViewConfig};
-use crate::memory::DEFAULT_TTL;
+use crate::registry::DEFAULT_TTL;
 use crate::{Error, Metadata, Registry, Result};
 
 /// Where a running node stands with its registry.

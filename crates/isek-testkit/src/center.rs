@@ -43,6 +43,20 @@ impl ServedCenter {
         Self::start_on(listener, config, None)
     }
 
+    /// Serves `config` (plain HTTP) like [`ServedCenter::start`], and returns once the
+    /// center answers a listing: its store is open, so a test may then contend with it
+    /// (lock its database, say) without racing its start.
+    pub async fn start_answering(config: isek_center::Config) -> Self {
+        let center = Self::start(config).await;
+        let client = center.client.clone();
+        crate::condition::wait_until("the center answers a listing", || {
+            let client = client.clone();
+            async move { client.get_available_nodes().await.is_ok() }
+        })
+        .await;
+        center
+    }
+
     /// Serves a center granting leases of `ttl`; on SQLite in a fresh temporary
     /// directory when `on_disk`, in memory otherwise.
     pub async fn with_ttl(ttl: Duration, on_disk: bool) -> Self {
@@ -100,6 +114,11 @@ impl ServedCenter {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT{path}`: the URL of one of its endpoints.
+    pub fn url_of(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
     }
 
     /// A client of this center (no identity).

@@ -10,6 +10,8 @@
 //! - [`center`] (feature `center`): a real center served on a loopback socket.
 //! - [`router`] (feature `center`): a center behind its router, requests without a
 //!   socket.
+//! - [`signed`] (feature `center`): signed nodes on that router, the victim scene of
+//!   the security tests.
 //!
 //! The `center` feature builds `isek-center`; crates whose tests do not need a center
 //! leave it off and do not build it.
@@ -22,3 +24,5 @@ pub mod conformance;
 pub mod etcd;
 #[cfg(feature = "center")]
 pub mod router;
+#[cfg(feature = "center")]
+pub mod signed;

@@ -84,12 +84,12 @@ impl TestCenter {
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
+        self.send(request.body(body.into()).unwrap()).await
+    }
+
+    /// Sends a request built by the test (headers of its own, e.g. `authorization`).
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)

@@ -50,6 +50,12 @@ fn center_killed_and_restarted_empty_gets_every_node_back() {
     loop {
         let line = watcher.line("live", |_| true);
         if line.text.contains(r#""event":"live""#) {
+            // Our center's change stream, not the polling fallback.
+            assert!(
+                line.text.contains(r#""source":"stream""#),
+                "{}",
+                watcher.transcript()
+            );
             break;
         }
         apply_watch_line(&mut members, &line.text);

@@ -89,24 +89,43 @@ async fn acknowledged_writes_survive_kill_9() {
 
     let mut center = CenterProcess::start(&["--data-dir", data_dir]);
     write_nodes(&center.url).await;
+    // The deadlines before the crash: a restored lease must be a new one, later than
+    // these (a 30 s lease kept from before also lies in the future).
+    let before: BTreeMap<String, f64> = list(&center.url)
+        .await
+        .into_iter()
+        .map(|(id, node)| (id, node.expires_at.unwrap()))
+        .collect();
     let status = center.kill_9();
     assert!(!status.success());
     assert!(has_files(dir.path().join("store").as_path()));
 
+    let restart = unix_now();
     let restarted = CenterProcess::start(&["--data-dir", data_dir]);
     let nodes = list(&restarted.url).await;
     assert_all_present(&nodes);
-    // Every restored node got a fresh lease.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    for node in nodes.values() {
+    // Every restored node got a fresh full lease (30 s from its restart, the default
+    // TTL), so later than the deadline it had before the crash.
+    for (id, node) in &nodes {
+        let expires = node.expires_at.unwrap();
         assert!(
-            node.expires_at.unwrap() > now,
-            "{node:?} restored with an expired lease"
+            expires > before[id],
+            "{id} restored with its old lease: {expires} <= {}",
+            before[id]
+        );
+        assert!(
+            expires >= restart + 30.0 - 0.001,
+            "{id}: {expires} is not a full lease from the restart at {restart}"
         );
     }
+}
+
+/// Now as float Unix seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,6 +38,7 @@ async fn register_many(c: &TestCenter) {
 async fn nodes_survive_a_clean_restart_with_a_fresh_lease() {
     let dir = tempfile::tempdir().unwrap();
     let ttl = Duration::from_secs(2);
+    let old_deadlines;
     {
         let c = TestCenter::with_config(config(dir.path(), ttl)).await;
         register_many(&c).await;
@@ -45,6 +46,8 @@ async fn nodes_survive_a_clean_restart_with_a_fresh_lease() {
             let id = format!("node-{i:04}");
             assert_eq!(c.deregister(&id).await.status, StatusCode::OK);
         }
+        // The deadlines before the restart: a reloaded lease must be later.
+        old_deadlines = mask_expires_at(&c.list().await.body).1;
         c.center.shutdown().await.unwrap();
         // After shutdown, writes are refused with a 503 envelope, never lost silently.
         let a = c.register("late").await;
@@ -63,9 +66,19 @@ async fn nodes_survive_a_clean_restart_with_a_fresh_lease() {
     assert_eq!(c.listed_ids().await, expected);
     let list = c.list().await.body;
     let (_, expires) = mask_expires_at(&list);
+    // A full lease from the restart (not from the registration: phase one may take
+    // less than any tolerance), later than the deadline each node had before it.
     assert!(
-        expires.iter().all(|e| *e >= before + 1.9),
-        "every reloaded node gets a fresh full lease"
+        expires.iter().all(|e| *e >= before + 2.0 - 0.001),
+        "every reloaded node gets a fresh full lease: {expires:?} from {before}"
+    );
+    assert_eq!(expires.len(), old_deadlines.len());
+    assert!(
+        expires
+            .iter()
+            .zip(&old_deadlines)
+            .all(|(new, old)| new > old),
+        "a reloaded node kept its old lease: {expires:?} vs {old_deadlines:?}"
     );
     assert!(list.contains(concat!(
         r#","host":"10.0.0.1","metadata":{"i":1,"name":"agent-1"},"#,

@@ -435,7 +435,7 @@ impl Center {
         Bytes::from(body)
     }
 
-    /// Where a new watcher starts: after `since` (of `epoch`, when given) from the
+    /// Where a new watcher starts: after `since` (of `epoch`, which it needs) from the
     /// change log, or from a snapshot of the live nodes; subscribed to later changes
     /// atomically with that starting point. `Err` when `since` cannot be resumed.
     pub(crate) fn watch(&self, since: Option<(u64, Option<u64>)>) -> Result<WatchStart, Resync> {
@@ -445,6 +445,14 @@ impl Center {
         let mut state = core.lock();
         let hello = crate::render::hello_frame(core.epoch(), state.revision(), keepalive);
         match since {
+            // A revision means nothing without its epoch: resuming in whatever epoch
+            // is current would hand a client that missed a restart a silent gap.
+            Some((since, None)) => Err(Resync {
+                revision: state.revision(),
+                message: format!(
+                    "since={since} needs the epoch it belongs to (&epoch=E, from the hello event or {NODES_PATH}); re-list from {NODES_PATH}"
+                ),
+            }),
             Some((_, Some(epoch))) if epoch != core.epoch() => Err(Resync {
                 revision: state.revision(),
                 message: format!(

@@ -293,7 +293,12 @@ async fn listings_and_the_watch_stream_never_expose_signatures_or_tokens() {
     assert_eq!(nodes.status, StatusCode::OK);
     let listing = c.list().await;
     // Backlog (puts since revision 0) and snapshot streams.
-    let backlog = read_watch_until(&c, "/v1/watch?since=0", "secretive").await;
+    let backlog = read_watch_until(
+        &c,
+        &format!("/v1/watch?since=0&epoch={}", c.center.epoch()),
+        "secretive",
+    )
+    .await;
     let snapshot = read_watch_until(&c, "/v1/watch", "secretive").await;
     for (name, text) in [
         ("/v1/nodes", &nodes.body),

@@ -267,7 +267,11 @@ async fn unresumable_revisions_get_a_410_resync_answer() {
     let epoch = listed["data"]["epoch"].as_u64().unwrap();
 
     // Only the last two changes are retained.
-    let (status, body) = get(&format!("{url}/v1/watch?since={}", revision - 3)).await;
+    let (status, body) = get(&format!(
+        "{url}/v1/watch?since={}&epoch={epoch}",
+        revision - 3
+    ))
+    .await;
     assert_eq!(status, 410);
     assert_eq!(body["code"], 410);
     assert_eq!(body["data"]["revision"], revision);
@@ -277,7 +281,11 @@ async fn unresumable_revisions_get_a_410_resync_answer() {
             && message.contains("/v1/nodes"),
         "{message}"
     );
-    let mut ok = RawStream::open(&format!("{url}/v1/watch?since={}", revision - 2)).await;
+    let mut ok = RawStream::open(&format!(
+        "{url}/v1/watch?since={}&epoch={epoch}",
+        revision - 2
+    ))
+    .await;
     ok.expect("hello").await;
     assert_eq!(ok.expect("put").await.id, Some(revision - 1));
 
@@ -292,7 +300,11 @@ async fn unresumable_revisions_get_a_410_resync_answer() {
         body["message"].as_str().unwrap().contains("epoch"),
         "{body}"
     );
-    let (status, body) = get(&format!("{url}/v1/watch?since={}", revision + 1)).await;
+    let (status, body) = get(&format!(
+        "{url}/v1/watch?since={}&epoch={epoch}",
+        revision + 1
+    ))
+    .await;
     assert_eq!(status, 410);
     assert!(
         body["message"].as_str().unwrap().contains("ahead"),

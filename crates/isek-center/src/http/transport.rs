@@ -10,7 +10,8 @@
 //! - each request must be answered (body read included) within [`Timeouts::request`],
 //!   else 408 with the JSON envelope; streaming bodies (`/v1/watch`) only count until
 //!   their response head;
-//! - on shutdown the listener closes, in-flight requests finish, idle connections close.
+//! - on shutdown the listener closes, in-flight requests finish, idle connections close;
+//!   connections still open after [`Timeouts::drain`] are closed.
 
 use std::future::Future;
 use std::path::Path;
@@ -115,6 +116,10 @@ pub async fn serve(
         .header_read_timeout(timeouts.header_read);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Turned true at the drain timeout: every connection task still running drops its
+    // connection (closing the socket). Each task holds a receiver, so the receiver
+    // count says how many are left.
+    let (force_close, closing) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -146,35 +151,45 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let open = OpenConnection::new(Arc::clone(&metrics));
+        let mut closing = closing.clone();
         tokio::spawn(async move {
             let _open = open;
-            let served = match tls {
-                None => {
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Some(acceptor) => {
-                    let handshake =
-                        tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await;
-                    let stream = match handshake {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    watcher.watch(conn.into_owned()).await
+            let serving = async move {
+                match tls {
+                    None => {
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(timeouts.handshake, acceptor.accept(stream)).await;
+                        let stream = match handshake {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return Ok(());
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return Ok(());
+                            }
+                        };
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        watcher.watch(conn.into_owned()).await
+                    }
                 }
             };
-            if let Err(e) = served {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                served = serving => {
+                    if let Err(e) = served {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                _ = closing.wait_for(|closed| *closed) => {
+                    tracing::debug!(%peer, "connection closed at the drain timeout");
+                }
             }
         });
     }
@@ -183,7 +198,20 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("connections still open after the drain timeout; closing them");
+        drop(closing);
+        let open = force_close.receiver_count();
+        tracing::warn!(
+            connections = open,
+            drain_ms = timeouts.drain.as_millis(),
+            "connections still open after the drain timeout; closing them"
+        );
+        let _ = force_close.send(true);
+        // Each task drops its receiver as it drops its connection; bounded, since a
+        // task blocked outside the runtime's reach must not hold the shutdown.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while force_close.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     Ok(())
 }

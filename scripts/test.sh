@@ -69,6 +69,16 @@ else
     cargo test --workspace --no-fail-fast
 fi
 
+# Our Rust clients (IsekCenterRegistry, the polling PeerView, `isek watch`) against the
+# ORIGINAL Flask center of isek 0.2.1 from PyPI (exit 3: PyPI out of reach, as above).
+current="scripts/python-center.sh"
+step "$current"
+bash scripts/python-center.sh || {
+    status=$?
+    [ "$status" -eq 3 ] && [ "${CI:-}" != true ] || exit "$status"
+    skipped+=("python-center (PyPI unreachable)")
+}
+
 # The isek_rs Python package (python/), built with maturin into the same target dir,
 # tested with pytest against real centers and etcd. Exit 3: PyPI out of reach, a skip
 # for a developer offline and a failure in CI (as python-compat above).

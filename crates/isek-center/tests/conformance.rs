@@ -12,12 +12,20 @@ use tokio::net::TcpListener;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_memory_center_conforms() {
-    isek_testkit::conformance::check_registry(|ttl| ServedCenter::with_ttl(ttl, false)).await;
+    isek_testkit::conformance::check_registry(
+        isek_testkit::conformance::Deadlines::Reported,
+        |ttl| ServedCenter::with_ttl(ttl, false),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_disk_center_conforms() {
-    isek_testkit::conformance::check_registry(|ttl| ServedCenter::with_ttl(ttl, true)).await;
+    isek_testkit::conformance::check_registry(
+        isek_testkit::conformance::Deadlines::Reported,
+        |ttl| ServedCenter::with_ttl(ttl, true),
+    )
+    .await;
 }
 
 #[tokio::test]

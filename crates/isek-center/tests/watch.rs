@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use isek::runtime::{PeerSource, PeerSync, PeerView, PeerViewConfig};
 use isek::{IsekCenterRegistry, Metadata, NodeEvent, NodeEventStream, NodeInfo, Registry};
 use isek_testkit::agents::card;
 use isek_testkit::center::ServedCenter;
-use isek_testkit::condition::DEADLINE;
+use isek_testkit::condition::{DEADLINE, wait_until};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -711,17 +711,24 @@ async fn watchers_joining_during_churn_each_see_a_gapless_history_that_ends_in_t
     let url = center.url();
     let client = registry(&url);
     // Churn: 8 writers registering, re-registering and deregistering 40 ids.
+    let done = Arc::new(AtomicUsize::new(0));
     let churn = {
         let client = client.clone();
+        let done = done.clone();
         tokio::spawn(async move {
             futures::stream::iter(0..400u32)
                 .for_each_concurrent(8, |i| {
                     let client = client.clone();
+                    let done = done.clone();
                     async move {
                         let id = format!("n{}", i % 40);
                         if i % 3 == 2 {
-                            // NotFound when it is already gone: fine.
-                            let _ = client.deregister_node(&id).await;
+                            // NotFound when it is already gone: fine; anything else
+                            // is a failure of the churn, not part of it.
+                            match client.deregister_node(&id).await {
+                                Ok(()) | Err(isek::Error::NotFound(_)) => {}
+                                Err(e) => panic!("deregister {id}: {e}"),
+                            }
                         } else {
                             let port = u16::try_from(1000 + i).unwrap();
                             client
@@ -729,15 +736,22 @@ async fn watchers_joining_during_churn_each_see_a_gapless_history_that_ends_in_t
                                 .await
                                 .unwrap();
                         }
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
                 })
                 .await;
         })
     };
-    // Watchers join at different moments of the churn.
+    // Watchers join at different moments of the churn: after 60, 120, ... 300 of its
+    // 400 operations, so each joins while it runs.
     let mut watchers = Vec::new();
-    for k in 0..5u64 {
-        tokio::time::sleep(Duration::from_millis(20 * k)).await;
+    for k in 0..5usize {
+        let done = done.clone();
+        wait_until("the churn has progressed", move || {
+            let done = done.clone();
+            async move { done.load(Ordering::Relaxed) >= 60 * (k + 1) }
+        })
+        .await;
         watchers.push(
             client
                 .watch_nodes()
@@ -755,6 +769,8 @@ async fn watchers_joining_during_churn_each_see_a_gapless_history_that_ends_in_t
         .into_keys()
         .collect();
     let truth: Vec<&str> = truth.iter().map(String::as_str).collect();
+    // The revision of each watcher's first snapshot: where in the churn it joined.
+    let mut joined_at = Vec::new();
     for mut stream in watchers {
         let mut view = BTreeMap::new();
         let mut revision = None;
@@ -766,7 +782,7 @@ async fn watchers_joining_during_churn_each_see_a_gapless_history_that_ends_in_t
                 .unwrap()
                 .unwrap();
             match (&event, revision) {
-                (NodeEvent::Snapshot { .. }, None) => {}
+                (NodeEvent::Snapshot { .. }, None) => joined_at.push(event.revision()),
                 (NodeEvent::Snapshot { .. }, Some(_)) => panic!("no resync expected"),
                 (_, None) => panic!("a snapshot comes first"),
                 (_, Some(r)) => assert_eq!(event.revision(), r + 1, "no gap, no duplicate"),
@@ -776,4 +792,10 @@ async fn watchers_joining_during_churn_each_see_a_gapless_history_that_ends_in_t
         }
         assert_eq!(view.keys().map(String::as_str).collect::<Vec<_>>(), truth);
     }
+    // At least one watcher joined during the churn (after its first write, before its
+    // last), or the test showed nothing about joining under churn.
+    assert!(
+        joined_at.iter().any(|r| *r > 0 && *r < final_revision),
+        "no watcher joined during the churn: snapshots at {joined_at:?}, final {final_revision}"
+    );
 }

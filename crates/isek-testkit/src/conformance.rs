@@ -34,11 +34,23 @@ const EXPIRY_GRACE: Duration = Duration::from_secs(10);
 /// What one check returns: `Err` names the step that went wrong.
 type CheckResult = Result<(), String>;
 
+/// Whether a backend's listing carries each node's lease deadline (`expires_at`).
+/// Declared by the caller, so that a backend which stops reporting it fails the suite
+/// instead of silently skipping the deadline checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadlines {
+    /// Every listed node has `expires_at` (the center, the in-memory registry).
+    Reported,
+    /// No listed node has it (etcd: its keys carry leases, not deadlines, as the
+    /// original's entries do).
+    NotReported,
+}
+
 /// Runs the whole conformance suite; panics with every failed check if any fails.
 ///
-/// `make(ttl)` must return a fresh, empty registry granting leases of `ttl` (it is
+/// `deadlines` says whether listings carry `expires_at`. `make(ttl)` must return a fresh, empty registry granting leases of `ttl` (it is
 /// called once per check, with [`LONG_TTL`] or [`SHORT_TTL`]).
-pub async fn check_registry<R, F, Fut>(mut make: F)
+pub async fn check_registry<R, F, Fut>(deadlines: Deadlines, mut make: F)
 where
     F: FnMut(Duration) -> Fut,
     Fut: Future<Output = R>,
@@ -55,7 +67,7 @@ where
     let restart = make(SHORT_TTL).await;
 
     let results = tokio::join!(
-        named("register and list", register_and_list(&list)),
+        named("register and list", register_and_list(&list, deadlines)),
         named("renew", renew_keeps_entry(&renew)),
         named("re-register replaces", reregister_replaces(&replace)),
         named("deregister", deregister_removes(&deregister)),
@@ -68,7 +80,7 @@ where
         named("expiry", expiry_on_time(&expiry)),
         named(
             "re-register restarts the lease",
-            reregister_restarts_lease(&restart)
+            reregister_restarts_lease(&restart, deadlines)
         ),
     );
     let results = [
@@ -177,7 +189,7 @@ fn unix_now() -> f64 {
 }
 
 /// Register two nodes, list them: every field round-trips, nothing else is listed.
-async fn register_and_list<R: Registry>(registry: &R) -> CheckResult {
+async fn register_and_list<R: Registry>(registry: &R, deadlines: Deadlines) -> CheckResult {
     let empty = list(registry, "list of a fresh registry").await?;
     if !empty.is_empty() {
         return Err(format!("a fresh registry lists {} nodes", empty.len()));
@@ -214,13 +226,22 @@ async fn register_and_list<R: Registry>(registry: &R) -> CheckResult {
         "list",
     )?;
     for node in nodes.values() {
-        // When a backend reports the deadline, it is Unix seconds within one TTL
-        // from now (a loose bound: this catches milliseconds or a relative value).
-        if let Some(expires_at) = node.expires_at {
-            let latest = before + LONG_TTL.as_secs_f64() + 60.0;
-            if !(expires_at > before - 60.0 && expires_at < latest) {
+        // A reported deadline is Unix seconds within one TTL from now (a loose bound:
+        // this catches milliseconds or a relative value).
+        match (deadlines, node.expires_at) {
+            (Deadlines::Reported, Some(expires_at)) => {
+                let latest = before + LONG_TTL.as_secs_f64() + 60.0;
+                if !(expires_at > before - 60.0 && expires_at < latest) {
+                    return Err(format!(
+                        "node '{}' expires_at {expires_at} is not Unix seconds within one TTL of {before}",
+                        node.node_id
+                    ));
+                }
+            }
+            (Deadlines::NotReported, None) => {}
+            (expected, found) => {
                 return Err(format!(
-                    "node '{}' expires_at {expires_at} is not Unix seconds within one TTL of {before}",
+                    "node '{}': deadlines {expected:?}, but expires_at is {found:?}",
                     node.node_id
                 ));
             }
@@ -530,7 +551,7 @@ async fn expiry_on_time<R: Registry>(registry: &R) -> CheckResult {
 }
 
 /// Registering an existing id gives it a full new TTL.
-async fn reregister_restarts_lease<R: Registry>(registry: &R) -> CheckResult {
+async fn reregister_restarts_lease<R: Registry>(registry: &R, deadlines: Deadlines) -> CheckResult {
     let ttl = SHORT_TTL;
     step(
         "first register",
@@ -547,14 +568,17 @@ async fn reregister_restarts_lease<R: Registry>(registry: &R) -> CheckResult {
             .await,
     )?;
     let second = list(registry, "list after second register").await?;
-    if let (Some(a), Some(b)) = (
-        first.get("phoenix").and_then(|n| n.expires_at),
-        second.get("phoenix").and_then(|n| n.expires_at),
-    ) && b <= a
-    {
-        return Err(format!(
-            "expires_at did not move forward on re-register: {a} then {b}"
-        ));
+    if deadlines == Deadlines::Reported {
+        let a = first.get("phoenix").and_then(|n| n.expires_at);
+        let b = second.get("phoenix").and_then(|n| n.expires_at);
+        match (a, b) {
+            (Some(a), Some(b)) if b > a => {}
+            _ => {
+                return Err(format!(
+                    "expires_at did not move forward on re-register: {a:?} then {b:?}"
+                ));
+            }
+        }
     }
     // 1.2 TTL after the first registration: only the second lease keeps it alive.
     tokio::time::sleep(ttl * 3 / 5).await;

@@ -4,96 +4,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use isek::{CenterConfig, Error, IsekCenterRegistry, Metadata, NodeInfo, Registry};
+use isek::{CenterConfig, Error, IsekCenterRegistry, Metadata, Registry};
+use isek_testkit::center::ServedCenter;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-
-/// A center on `127.0.0.1:0` served by `isek_center::run` in a task, and a client of
-/// it. Dropping it shuts the center down (and removes its data directory).
-struct CenterUnderTest {
-    /// The client the checks drive.
-    client: IsekCenterRegistry,
-    /// Dropped with the struct, which fires the center's shutdown future.
-    _shutdown: oneshot::Sender<()>,
-    /// The store's directory when the center runs on disk.
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl CenterUnderTest {
-    /// Starts a center granting leases of `ttl`, on disk when `on_disk`.
-    async fn start(ttl: Duration, on_disk: bool) -> Self {
-        let dir = on_disk.then(|| tempfile::tempdir().unwrap());
-        let config = isek_center::Config {
-            data_dir: dir.as_ref().map(|d| PathBuf::from(d.path())),
-            lease_ttl: ttl,
-            ..isek_center::Config::default()
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let result = isek_center::run(listener, config, async move {
-                let _ = stopped.await;
-            })
-            .await;
-            if let Err(e) = result {
-                eprintln!("center failed: {e}");
-            }
-        });
-        Self {
-            client: IsekCenterRegistry::new(url).unwrap(),
-            _shutdown: shutdown,
-            _dir: dir,
-        }
-    }
-}
-
-#[async_trait]
-impl Registry for CenterUnderTest {
-    async fn register_node(
-        &self,
-        node_id: &str,
-        host: &str,
-        port: u16,
-        metadata: Metadata,
-    ) -> isek::Result<()> {
-        self.client
-            .register_node(node_id, host, port, metadata)
-            .await
-    }
-
-    async fn lease_refresh(&self, node_id: &str) -> isek::Result<()> {
-        self.client.lease_refresh(node_id).await
-    }
-
-    async fn deregister_node(&self, node_id: &str) -> isek::Result<()> {
-        self.client.deregister_node(node_id).await
-    }
-
-    async fn get_available_nodes(&self) -> isek::Result<BTreeMap<String, NodeInfo>> {
-        self.client.get_available_nodes().await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_memory_center_conforms() {
-    isek_testkit::conformance::check_registry(|ttl| CenterUnderTest::start(ttl, false)).await;
+    isek_testkit::conformance::check_registry(|ttl| ServedCenter::with_ttl(ttl, false)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_disk_center_conforms() {
-    isek_testkit::conformance::check_registry(|ttl| CenterUnderTest::start(ttl, true)).await;
+    isek_testkit::conformance::check_registry(|ttl| ServedCenter::with_ttl(ttl, true)).await;
 }
 
 #[tokio::test]
 async fn client_maps_center_answers_to_typed_errors() {
-    let center = CenterUnderTest::start(Duration::from_secs(30), false).await;
-    let client = &center.client;
+    let center = ServedCenter::with_ttl(Duration::from_secs(30), false).await;
+    let client = center.client();
     // 404 => NotFound, carrying the center's own message.
     assert_eq!(
         client.lease_refresh("ghost").await,
@@ -177,8 +107,12 @@ async fn client_times_out_on_a_silent_center() {
 #[tokio::test]
 async fn client_reuses_its_connection() {
     // A TCP relay in front of the center counts the connections the client opens.
-    let center = CenterUnderTest::start(Duration::from_secs(30), false).await;
-    let upstream = center.client.url().trim_start_matches("http://").to_owned();
+    let center = ServedCenter::with_ttl(Duration::from_secs(30), false).await;
+    let upstream = center
+        .client()
+        .url()
+        .trim_start_matches("http://")
+        .to_owned();
     let relay = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let relay_url = format!("http://{}", relay.local_addr().unwrap());
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,55 +13,8 @@ use http_body_util::BodyExt;
 use isek::identity::NodeIdentity;
 use isek::{IsekCenterRegistry, Metadata, Registry};
 use isek_center::Config;
-use tokio::sync::oneshot;
+use isek_testkit::center::ServedCenter;
 use tower::ServiceExt;
-
-/// A center served on a free loopback port until dropped.
-struct Served {
-    /// Where it listens.
-    addr: SocketAddr,
-    /// Ends it.
-    stop: Option<oneshot::Sender<()>>,
-    /// Its task.
-    task: Option<tokio::task::JoinHandle<isek_center::Result<()>>>,
-}
-
-impl Served {
-    async fn start(config: Config) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(isek_center::run(listener, config, async move {
-            let _ = stopped.await;
-        }));
-        let served = Self {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        };
-        served.wait_until_up().await;
-        served
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    async fn wait_until_up(&self) {
-        for _ in 0..500 {
-            if reqwest::get(self.url("/healthz")).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the center did not come up");
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-}
 
 async fn get_json(url: &str) -> (StatusCode, serde_json::Value) {
     let response = reqwest::get(url).await.unwrap();
@@ -82,8 +34,8 @@ fn samples(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn scrape(served: &Served) -> BTreeMap<String, f64> {
-    let response = reqwest::get(served.url("/metrics")).await.unwrap();
+async fn scrape(served: &ServedCenter) -> BTreeMap<String, f64> {
+    let response = reqwest::get(served.url_of("/metrics")).await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -108,13 +60,13 @@ fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
 #[tokio::test]
 async fn healthz_and_readyz_answer_200_with_json() {
     let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(Config::on_disk(dir.path())).await;
-    let (status, health) = get_json(&served.url("/healthz")).await;
+    let mut served = ServedCenter::start_answering(Config::on_disk(dir.path())).await;
+    let (status, health) = get_json(&served.url_of("/healthz")).await;
     assert_eq!(status, 200);
     assert_eq!(health["code"], 200);
     assert_eq!(health["data"]["status"], "alive");
     assert_eq!(health["data"]["version"], env!("CARGO_PKG_VERSION"));
-    let (status, ready) = get_json(&served.url("/readyz")).await;
+    let (status, ready) = get_json(&served.url_of("/readyz")).await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["data"]["status"], "ready");
     assert_eq!(ready["data"]["store"], "ok");
@@ -125,12 +77,12 @@ async fn healthz_and_readyz_answer_200_with_json() {
 #[tokio::test]
 async fn readyz_is_503_while_another_process_holds_the_store_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(Config::on_disk(dir.path())).await;
+    let mut served = ServedCenter::start_answering(Config::on_disk(dir.path())).await;
     // Another writer (a backup tool, an operator's sqlite3 shell) takes the write lock.
     let path = dir.path().join(isek_center::store::DB_FILE);
     let intruder = rusqlite::Connection::open(&path).unwrap();
     intruder.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let (status, ready) = get_json(&served.url("/readyz")).await;
+    let (status, ready) = get_json(&served.url_of("/readyz")).await;
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["code"], 503);
     assert_eq!(ready["data"]["status"], "not_ready");
@@ -142,14 +94,14 @@ async fn readyz_is_503_while_another_process_holds_the_store_lock() {
         "{ready}"
     );
     // The liveness probe is not the readiness probe: the process still answers.
-    let (status, _) = get_json(&served.url("/healthz")).await;
+    let (status, _) = get_json(&served.url_of("/healthz")).await;
     assert_eq!(status, 200);
     intruder.execute_batch("ROLLBACK").unwrap();
     drop(intruder);
     // Ready again once the lock is gone (the writer finishes its waiting probe first).
     let mut last = None;
     for _ in 0..200 {
-        let (status, ready) = get_json(&served.url("/readyz")).await;
+        let (status, ready) = get_json(&served.url_of("/readyz")).await;
         if status == 200 {
             last = None;
             break;
@@ -184,13 +136,13 @@ async fn readyz_is_503_once_the_center_is_shutting_down() {
 #[tokio::test]
 async fn metrics_count_known_operations() {
     let dir = tempfile::tempdir().unwrap();
-    let served = Served::start(Config {
+    let mut served = ServedCenter::start_answering(Config {
         lease_ttl: Duration::from_secs(2),
         watch_keepalive: Duration::from_millis(100),
         ..Config::on_disk(dir.path())
     })
     .await;
-    let url = served.url("");
+    let url = served.url();
     let unsigned = IsekCenterRegistry::new(&url).unwrap();
     let signed = IsekCenterRegistry::new(&url)
         .unwrap()
@@ -264,12 +216,12 @@ async fn metrics_count_known_operations() {
     assert_eq!(value(&m, "isek_watchers"), 0.0);
 
     // A watcher is counted while its stream is open; a `since` that is gone is a resync.
-    let watch = reqwest::get(served.url("/v1/watch")).await.unwrap();
+    let watch = reqwest::get(served.url_of("/v1/watch")).await.unwrap();
     assert_eq!(watch.status(), 200);
     let m = scrape(&served).await;
     assert_eq!(value(&m, "isek_watchers"), 1.0);
     drop(watch);
-    let gone = reqwest::get(served.url("/v1/watch?since=1&epoch=1"))
+    let gone = reqwest::get(served.url_of("/v1/watch?since=1&epoch=1"))
         .await
         .unwrap();
     assert_eq!(gone.status(), 410);

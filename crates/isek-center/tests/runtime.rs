@@ -3,137 +3,15 @@
 //! (empty, or with its store), shutdown, and a peer view of the center.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use isek::runtime::{
-    Node, NodeHandle, NodeState, PeerChange, PeerSync, PeerUpdate, PeerView, PeerViewConfig,
-};
-use isek::{IsekCenterRegistry, Metadata, Registry};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-/// How long any awaited condition may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A center served by `isek_center::run` in a task, stoppable and restartable on the
-/// same address.
-struct ServedCenter {
-    /// The address it listens on (fixed after the first start).
-    addr: SocketAddr,
-    /// Fires the graceful shutdown.
-    shutdown: Option<oneshot::Sender<()>>,
-    /// The serving task; awaited on stop so the port is free again.
-    task: Option<JoinHandle<()>>,
-}
-
-impl ServedCenter {
-    /// Serves `config` on a fresh ephemeral port.
-    async fn start(config: isek_center::Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut center = Self {
-            addr,
-            shutdown: None,
-            task: None,
-        };
-        center.serve(listener, config);
-        center
-    }
-
-    fn serve(&mut self, listener: TcpListener, config: isek_center::Config) {
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let result = isek_center::run(listener, config, async move {
-                let _ = stopped.await;
-            })
-            .await;
-            if let Err(e) = result {
-                eprintln!("center failed: {e}");
-            }
-        });
-        self.shutdown = Some(shutdown);
-        self.task = Some(task);
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops serving and waits until the listener is closed.
-    async fn stop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap();
-        }
-    }
-
-    /// Serves `config` again on the same address.
-    async fn restart(&mut self, config: isek_center::Config) {
-        self.stop().await;
-        let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener, config);
-    }
-}
-
-impl Drop for ServedCenter {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds; fails the test after [`DEADLINE`].
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the node's state satisfies `condition`; returns that state.
-async fn wait_state(
-    handle: &NodeHandle,
-    what: &str,
-    condition: impl Fn(&NodeState) -> bool,
-) -> NodeState {
-    let mut states = handle.states();
-    match tokio::time::timeout(DEADLINE, states.wait_for(|s| condition(s))).await {
-        Ok(Ok(state)) => state.clone(),
-        _ => panic!(
-            "timed out waiting until {what}; state is {:?}",
-            handle.state()
-        ),
-    }
-}
-
-/// Records every state the node publishes from now on.
-fn record_states(handle: &NodeHandle) -> Arc<Mutex<Vec<NodeState>>> {
-    let history = Arc::new(Mutex::new(Vec::new()));
-    let mut states = handle.states();
-    let sink = history.clone();
-    tokio::spawn(async move {
-        while states.changed().await.is_ok() {
-            let state = states.borrow_and_update().clone();
-            sink.lock().unwrap().push(state);
-        }
-    });
-    history
-}
+use isek::runtime::{Node, NodeState, PeerChange, PeerSync, PeerUpdate, PeerView, PeerViewConfig};
+use isek::{IsekCenterRegistry, Registry};
+use isek_testkit::agents::card;
+use isek_testkit::center::ServedCenter;
+use isek_testkit::condition::{DEADLINE, record_states, wait_state, wait_until};
 
 fn client(center: &ServedCenter) -> Arc<IsekCenterRegistry> {
     Arc::new(IsekCenterRegistry::new(center.url()).unwrap())
@@ -151,12 +29,6 @@ fn registered_since(state: &NodeState) -> std::time::SystemTime {
         NodeState::Registered { since } => *since,
         other => panic!("expected Registered, got {other:?}"),
     }
-}
-
-fn card(role: &str) -> Metadata {
-    let mut metadata = Metadata::new();
-    metadata.insert("role".into(), role.into());
-    metadata
 }
 
 #[tokio::test]

@@ -13,71 +13,13 @@ use std::time::Duration;
 use futures::StreamExt;
 use isek::runtime::{PeerSource, PeerSync, PeerView, PeerViewConfig};
 use isek::{IsekCenterRegistry, Metadata, NodeEvent, NodeEventStream, NodeInfo, Registry};
+use isek_testkit::agents::card;
+use isek_testkit::center::ServedCenter;
+use isek_testkit::condition::DEADLINE;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-/// How long any awaited condition may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-/// A center served on a loopback socket, stoppable and restartable on its address.
-struct Served {
-    /// Where it listens (kept across restarts).
-    addr: SocketAddr,
-    /// Fires the graceful shutdown.
-    shutdown: Option<oneshot::Sender<()>>,
-    /// The serving task.
-    task: Option<JoinHandle<()>>,
-}
-
-impl Served {
-    async fn start(config: isek_center::Config) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut served = Self {
-            addr: listener.local_addr().unwrap(),
-            shutdown: None,
-            task: None,
-        };
-        served.serve(listener, config);
-        served
-    }
-
-    fn serve(&mut self, listener: TcpListener, config: isek_center::Config) {
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(async move {
-            isek_center::run(listener, config, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        }));
-        self.shutdown = Some(shutdown);
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    async fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(DEADLINE, task)
-                .await
-                .expect("the center stops although watchers are connected")
-                .unwrap();
-        }
-    }
-
-    async fn restart(&mut self, config: isek_center::Config) {
-        self.stop().await;
-        let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener, config);
-    }
-}
 
 /// Short TTL and keep-alive, so expiry and silence are quick to observe.
 fn config(ttl_ms: u64) -> isek_center::Config {
@@ -89,10 +31,6 @@ fn config(ttl_ms: u64) -> isek_center::Config {
 
 fn registry(url: &str) -> IsekCenterRegistry {
     IsekCenterRegistry::new(url).unwrap()
-}
-
-fn card(role: &str) -> Metadata {
-    json!({ "role": role }).as_object().unwrap().clone()
 }
 
 /// One raw SSE event as the test reads it.
@@ -184,7 +122,7 @@ async fn list(url: &str) -> Value {
 
 #[tokio::test]
 async fn the_stream_shows_register_update_deregister_and_expiry_in_order() {
-    let center = Served::start(config(1000)).await;
+    let center = ServedCenter::start(config(1000)).await;
     let url = center.url();
     let mut stream = RawStream::open(&format!("{url}/v1/watch")).await;
     let hello = stream.expect("hello").await;
@@ -250,7 +188,7 @@ async fn the_stream_shows_register_update_deregister_and_expiry_in_order() {
 
 #[tokio::test]
 async fn since_resumes_exactly_after_the_given_revision() {
-    let center = Served::start(config(30_000)).await;
+    let center = ServedCenter::start(config(30_000)).await;
     let url = center.url();
     let client = registry(&url);
     for i in 0..5 {
@@ -311,7 +249,7 @@ async fn get(url: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn unresumable_revisions_get_a_410_resync_answer() {
-    let center = Served::start(isek_center::Config {
+    let center = ServedCenter::start(isek_center::Config {
         watch_history: 2,
         ..config(30_000)
     })
@@ -384,7 +322,7 @@ async fn unresumable_revisions_get_a_410_resync_answer() {
 
 #[tokio::test]
 async fn a_watcher_that_falls_behind_gets_a_resync_and_its_stream_ends() {
-    let center = Served::start(isek_center::Config {
+    let center = ServedCenter::start(isek_center::Config {
         watch_buffer: 4,
         ..config(30_000)
     })
@@ -553,8 +491,8 @@ impl Drop for Relay {
 
 #[tokio::test]
 async fn watch_nodes_resumes_after_a_cut_connection_without_loss_or_duplicate() {
-    let center = Served::start(config(30_000)).await;
-    let relay = Relay::start(center.addr).await;
+    let center = ServedCenter::start(config(30_000)).await;
+    let relay = Relay::start(center.addr()).await;
     let writer = registry(&center.url());
     let watcher = registry(&format!("http://{}", relay.addr));
     writer
@@ -629,8 +567,8 @@ fn summary(events: &[NodeEvent]) -> Vec<(String, u64)> {
 #[tokio::test]
 async fn watch_nodes_notices_a_silent_connection_and_resumes() {
     // Keep-alives every 200 ms: a connection silent for 600 ms is dead.
-    let center = Served::start(config(30_000)).await;
-    let relay = Relay::start(center.addr).await;
+    let center = ServedCenter::start(config(30_000)).await;
+    let relay = Relay::start(center.addr()).await;
     let writer = registry(&center.url());
     let watcher = registry(&format!("http://{}", relay.addr));
     let mut stream = watcher
@@ -665,7 +603,7 @@ async fn watch_nodes_converges_after_the_center_restarts_on_its_data_dir() {
         watch_keepalive: Duration::from_millis(200),
         ..isek_center::Config::default()
     };
-    let mut center = Served::start(disk(dir.path().to_path_buf())).await;
+    let mut center = ServedCenter::start(disk(dir.path().to_path_buf())).await;
     let client = registry(&center.url());
     client.register_node("a", "h", 1, card("x")).await.unwrap();
     let mut stream = client
@@ -692,7 +630,7 @@ async fn watch_nodes_converges_after_the_center_restarts_on_its_data_dir() {
 
 #[tokio::test]
 async fn a_peer_view_of_the_center_follows_the_stream() {
-    let center = Served::start(config(1000)).await;
+    let center = ServedCenter::start(config(1000)).await;
     let view = PeerView::start(
         Arc::new(registry(&center.url())),
         PeerViewConfig {
@@ -769,7 +707,7 @@ async fn two_centers_cannot_share_a_data_dir() {
 
 #[tokio::test]
 async fn watchers_joining_during_churn_each_see_a_gapless_history_that_ends_in_the_truth() {
-    let center = Served::start(config(30_000)).await;
+    let center = ServedCenter::start(config(30_000)).await;
     let url = center.url();
     let client = registry(&url);
     // Churn: 8 writers registering, re-registering and deregistering 40 ids.

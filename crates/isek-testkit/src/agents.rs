@@ -123,3 +123,11 @@ pub fn agent_node(i: u64, n: u64) -> NodeInfo {
 pub fn card_of(node: &NodeInfo) -> Option<&Value> {
     node.metadata.get("agent_card")
 }
+
+/// The smallest metadata a test node needs: `{"role": role}`, a field filters and
+/// watchers can tell nodes apart by.
+pub fn card(role: &str) -> Metadata {
+    let mut metadata = Metadata::new();
+    metadata.insert("role".into(), role.into());
+    metadata
+}

@@ -13,13 +13,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use isek::runtime::{
-    Backoff, Node, NodeHandle, NodeState, PeerChange, PeerSource, PeerSync, PeerUpdate, PeerView,
+    Backoff, Node, NodeState, PeerChange, PeerSource, PeerSync, PeerUpdate, PeerView,
     PeerViewConfig,
 };
 use isek::{Error, MemoryRegistry, Metadata, NodeInfo, Registry, Result};
-
-/// How long any awaited condition may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(10);
+use isek_testkit::agents::card;
+use isek_testkit::condition::{DEADLINE, record_states, wait_state, wait_until};
 
 /// Fault injection only: forwards to a real [`MemoryRegistry`] unless switched "down"
 /// (every call fails as an unreachable registry would), "frozen" (every call hangs, as
@@ -94,66 +93,12 @@ impl Registry for FaultInjector {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds; fails the test after [`DEADLINE`].
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the node's state satisfies `condition`; returns that state.
-async fn wait_state(
-    handle: &NodeHandle,
-    what: &str,
-    condition: impl Fn(&NodeState) -> bool,
-) -> NodeState {
-    let mut states = handle.states();
-    let result = tokio::time::timeout(DEADLINE, states.wait_for(|s| condition(s))).await;
-    match result {
-        Ok(Ok(state)) => state.clone(),
-        _ => panic!(
-            "timed out waiting until {what}; state is {:?}",
-            handle.state()
-        ),
-    }
-}
-
-/// Records every state the node publishes from now on (a watch channel may coalesce
-/// quick successions, so this shows states that lasted, not necessarily all).
-fn record_states(handle: &NodeHandle) -> Arc<std::sync::Mutex<Vec<NodeState>>> {
-    let history = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut states = handle.states();
-    let sink = history.clone();
-    tokio::spawn(async move {
-        while states.changed().await.is_ok() {
-            let state = states.borrow_and_update().clone();
-            sink.lock().unwrap().push(state);
-        }
-    });
-    history
-}
-
 async fn is_listed(registry: &MemoryRegistry, node_id: &str) -> bool {
     registry
         .get_available_nodes()
         .await
         .unwrap()
         .contains_key(node_id)
-}
-
-fn card(role: &str) -> Metadata {
-    let mut metadata = Metadata::new();
-    metadata.insert("role".into(), role.into());
-    metadata
 }
 
 fn fast_poll(exclude: Option<&str>) -> PeerViewConfig {

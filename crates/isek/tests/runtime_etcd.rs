@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use isek::etcd::{EtcdConfig, EtcdRegistry};
 use isek::identity::NodeIdentity;
-use isek::runtime::{Node, NodeHandle, NodeState, PeerSource, PeerSync, PeerView, PeerViewConfig};
+use isek::runtime::{Node, NodeState, PeerSource, PeerSync, PeerView, PeerViewConfig};
 use isek::{Metadata, NodeInfo, Registry};
+use isek_testkit::agents::card;
+use isek_testkit::condition::{DEADLINE, wait_state, wait_until};
 use isek_testkit::etcd::EtcdServer;
 
-/// How long any awaited condition may take before the test fails.
-const DEADLINE: Duration = Duration::from_secs(20);
 /// etcd's shortest lease is 2 s with default election settings.
 const TTL: Duration = Duration::from_secs(2);
 
@@ -35,46 +35,8 @@ async fn registry_at(endpoint: &str, parent: &str) -> Arc<EtcdRegistry> {
     )
 }
 
-/// Polls `condition` every 20 ms until it holds; fails the test after [`DEADLINE`].
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until the node's state satisfies `condition`; returns that state.
-async fn wait_state(
-    handle: &NodeHandle,
-    what: &str,
-    condition: impl Fn(&NodeState) -> bool,
-) -> NodeState {
-    let mut states = handle.states();
-    match tokio::time::timeout(DEADLINE, states.wait_for(|s| condition(s))).await {
-        Ok(Ok(state)) => state.clone(),
-        _ => panic!(
-            "timed out waiting until {what}; state is {:?}",
-            handle.state()
-        ),
-    }
-}
-
 async fn listed(registry: &EtcdRegistry) -> BTreeMap<String, NodeInfo> {
     registry.get_available_nodes().await.unwrap_or_default()
-}
-
-fn card(role: &str) -> Metadata {
-    let mut metadata = Metadata::new();
-    metadata.insert("role".into(), role.into());
-    metadata
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use isek_center::Config;
 
-use crate::harness::{REGISTER, TestCenter, mask_expires_at, unix_now};
 use crate::leases::stored_ids;
+use isek_testkit::router::{REGISTER, TestCenter, mask_expires_at, unix_now};
 
 const N: usize = 200;
 
@@ -99,9 +99,23 @@ async fn acknowledged_writes_are_committed_before_the_answer() {
     drop(first);
     let second = TestCenter::with_config(config(dir.path(), ttl)).await;
     assert_eq!(second.listed_ids().await.len(), N - 1);
-    // Dropped without a shutdown: the lock goes with the last handle.
+    // Dropped without a shutdown: the lock goes with the last handle, once its writer
+    // thread has closed the store (so a bounded wait, not at once).
     drop(second);
-    let third = TestCenter::with_config(config(dir.path(), ttl)).await;
+    let deadline = tokio::time::Instant::now() + isek_testkit::condition::DEADLINE;
+    let third = loop {
+        match isek_center::app(config(dir.path(), ttl)).await {
+            Ok((router, center)) => break TestCenter { router, center },
+            Err(e) if e.to_string().contains("already in use") => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the dropped center never freed its directory: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("the directory did not open again: {e}"),
+        }
+    };
     assert_eq!(third.listed_ids().await.len(), N - 1);
     third.center.shutdown().await.unwrap();
 }

@@ -6,7 +6,9 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use isek_center::{Config, Limits};
 
-use crate::harness::{DEREGISTER, LIST, REGISTER, RENEW, TestCenter, mask_expires_at, unix_now};
+use isek_testkit::router::{
+    DEREGISTER, LIST, REGISTER, RENEW, TestCenter, mask_expires_at, unix_now,
+};
 
 const REQUIRED: &str = "'node_id', 'host', and 'port' are required fields.";
 const PORT_INT: &str = "'port' must be an integer.";

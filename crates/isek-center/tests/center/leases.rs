@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use isek_center::Config;
 
-use crate::harness::{TestCenter, mask_expires_at, unix_now};
+use isek_testkit::router::{TestCenter, mask_expires_at, unix_now};
 
 const TTL: Duration = Duration::from_millis(1000);
 

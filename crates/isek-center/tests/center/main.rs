@@ -6,6 +6,5 @@
 
 mod durability;
 mod handlers;
-mod harness;
 mod leases;
 mod server;

@@ -45,7 +45,7 @@ async fn serves_on_a_socket_and_shuts_down_cleanly() {
     let body = list.text().await.unwrap();
     // Same shape and length as the original's 194-byte capture when expires_at has 18
     // characters; compare modulo that value.
-    let (masked, _) = crate::harness::mask_expires_at(&body);
+    let (masked, _) = isek_testkit::router::mask_expires_at(&body);
     assert_eq!(
         masked,
         "{\"code\":200,\"data\":{\"available_nodes\":{\"n1\":{\"expires_at\":X,\"host\":\"127.0.0.1\",\"metadata\":{\"name\":\"agent-1\",\"role\":\"planner\"},\"node_id\":\"n1\",\"port\":9000}}},\"message\":\"success\"}\n"

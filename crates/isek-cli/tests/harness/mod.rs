@@ -3,6 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// Children for the fault scenarios (`runtime_faults.rs`, `node_faults.rs`).
+pub mod fault;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::Path;
@@ -39,20 +42,7 @@ impl CenterProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn isek center");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().unwrap();
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let (stderr, _) = collect_stderr(&mut child);
         // Read stdout on a thread so a silent center cannot hang the test; keep
         // draining it afterwards so the pipe never fills or closes under the center.
         let out_pipe = child.stdout.take().unwrap();
@@ -136,6 +126,26 @@ impl Drop for CenterProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// Copies the child's stderr into a string on a thread (so a chatty child never
+/// blocks on a full pipe); returns the string and the thread, which ends at EOF.
+pub fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut err_pipe = child.stderr.take().unwrap();
+    let sink = Arc::clone(&stderr);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err_pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (stderr, reader)
 }
 
 /// Runs `isek <args>` to completion, without `ISEK_CENTER` or `RUST_LOG` from the

@@ -1,5 +1,10 @@
-//! Helpers: a center behind its router, requests through `oneshot`, and the fixture
-//! bodies of `center_responses.txt`.
+//! A center behind its router, without a socket (feature `center`): requests through
+//! `oneshot`, answers with status, headers and raw body, and the envelope checks the
+//! handler and security tests share.
+//!
+//! Like the tests that call them, these helpers fail the test (panic) on anything
+//! they cannot do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
@@ -79,12 +84,12 @@ impl TestCenter {
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request.body(body.into()).unwrap())
-            .await
-            .unwrap();
+        self.send(request.body(body.into()).unwrap()).await
+    }
+
+    /// Sends a request built by the test (headers of its own, e.g. `authorization`).
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)

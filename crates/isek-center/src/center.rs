@@ -399,16 +399,18 @@ impl Center {
         self.inner.core.lock().leases().live(now).count()
     }
 
-    /// The full `GET available_nodes` response body, from the snapshot cache.
+    /// The full `GET available_nodes` response body, from the snapshot cache. A
+    /// rebuild renders every node (hundreds of ms at 1M): call it where blocking is
+    /// fine (the handlers use `spawn_blocking`).
     pub fn available_nodes_body(&self) -> Bytes {
         let core = &self.inner.core;
         core.snapshot().body(core.revision(), |now| {
-            let state = core.lock();
-            let leases = state.leases();
-            let live = leases.live(now).map(|e| (&**e.id, e.value, e.deadline));
+            // Copied under the lock, rendered after it (see `State::live_copy`).
+            let copy = core.lock().live_copy(now);
+            let live = copy.nodes.iter().map(|(id, r, d)| (&**id, r, *d));
             let (body, earliest) =
-                crate::render::available_nodes(live, leases.len(), now, SystemTime::now());
-            (body, state.revision(), earliest)
+                crate::render::available_nodes(live, copy.nodes.len(), now, SystemTime::now());
+            (body, copy.revision, earliest)
         })
     }
 
@@ -424,14 +426,15 @@ impl Center {
     }
 
     /// The `GET /v1/nodes` body: every live node with the current revision and epoch.
+    /// Renders every node: call it where blocking is fine (the handlers use
+    /// `spawn_blocking`).
     pub fn nodes_body(&self) -> Bytes {
         let now = Instant::now();
         let core = &self.inner.core;
-        let state = core.lock();
-        let leases = state.leases();
-        let live = leases.live(now).map(|e| (&**e.id, e.value));
-        let body = crate::render::nodes_body(live, leases.len(), core.epoch(), state.revision());
-        drop(state);
+        // Copied under the lock, rendered after it (see `State::live_copy`).
+        let copy = core.lock().live_copy(now);
+        let live = copy.nodes.iter().map(|(id, r, _)| (&**id, r));
+        let body = crate::render::nodes_body(live, copy.nodes.len(), core.epoch(), copy.revision);
         Bytes::from(body)
     }
 

@@ -9,12 +9,14 @@ use isek::identity::PublicKey;
 
 /// What the center keeps about one node besides its id and lease: compact, because a
 /// million of them must fit in a few hundred MiB. Host and metadata share one
-/// allocation.
+/// reference-counted allocation, so a clone costs two counter increments: a listing
+/// copies the live records under the state lock that way and renders them after
+/// releasing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeRecord {
     /// The host followed by the metadata object as Flask-compatible compact JSON
     /// text (ready to splice into listings and to store, never re-parsed).
-    text: Box<str>,
+    text: Arc<str>,
     /// Length of the host prefix of `text` in bytes (hosts are at most 253 bytes).
     host_len: u32,
     /// Where peers reach the node (1..=65535).
@@ -31,7 +33,7 @@ impl NodeRecord {
         text.push_str(host);
         text.push_str(metadata);
         Self {
-            text: text.into_boxed_str(),
+            text: Arc::from(text),
             host_len: u32::try_from(host.len()).unwrap_or(u32::MAX),
             port,
             owner: None,

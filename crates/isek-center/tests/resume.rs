@@ -3,20 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use isek::{IsekCenterRegistry, Metadata, Registry};
+use isek_testkit::center::ServedCenter;
 use serde_json::Value;
-use tokio::net::TcpListener;
-
-/// An in-memory center served on a free loopback port until the test ends.
-async fn serve(config: isek_center::Config) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(isek_center::run(listener, config, std::future::pending()));
-    addr
-}
 
 /// Status and JSON body of a GET; `null` for a change stream, which never ends.
 async fn get(url: &str) -> (u16, Value) {
@@ -33,8 +24,8 @@ async fn get(url: &str) -> (u16, Value) {
 /// same envelope as the other unresumable cases.
 #[tokio::test]
 async fn since_without_epoch_is_refused_with_a_410() {
-    let addr = serve(isek_center::Config::in_memory(Duration::from_secs(30))).await;
-    let url = format!("http://{addr}");
+    let served = ServedCenter::start(isek_center::Config::in_memory(Duration::from_secs(30))).await;
+    let url = served.url();
     let client = IsekCenterRegistry::new(&url).unwrap();
     for i in 0..3 {
         client

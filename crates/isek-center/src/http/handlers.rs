@@ -184,11 +184,17 @@ pub(super) async fn deregister(
     get,
     path = "/isek_center/available_nodes",
     tag = "registry",
-    responses((status = 200, description = "Every live node with its deadline", body = AvailableNodesAnswer))
+    responses(
+        (status = 200, description = "Every live node with its deadline", body = AvailableNodesAnswer),
+        (status = 503, description = "The listing could not be rendered", body = Envelope),
+    )
 )]
 pub(super) async fn available_nodes(State(center): State<Center>) -> Response {
     let started = Instant::now();
-    let response = json_response(StatusCode::OK, center.available_nodes_body());
+    let response = match blocking(&center, Center::available_nodes_body).await {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(rejection) => rejection.into_response(),
+    };
     observed(&center, Endpoint::AvailableNodes, None, started, response)
 }
 
@@ -197,12 +203,34 @@ pub(super) async fn available_nodes(State(center): State<Center>) -> Response {
     get,
     path = "/v1/nodes",
     tag = "extensions",
-    responses((status = 200, description = "Every live node, with the revision and epoch to watch from", body = NodesAnswer))
+    responses(
+        (status = 200, description = "Every live node, with the revision and epoch to watch from", body = NodesAnswer),
+        (status = 503, description = "The listing could not be rendered", body = Envelope),
+    )
 )]
 pub(super) async fn nodes(State(center): State<Center>) -> Response {
     let started = Instant::now();
-    let response = json_response(StatusCode::OK, center.nodes_body());
+    let response = match blocking(&center, Center::nodes_body).await {
+        Ok(body) => json_response(StatusCode::OK, body),
+        Err(rejection) => rejection.into_response(),
+    };
     observed(&center, Endpoint::Nodes, None, started, response)
+}
+
+/// Runs `render` (a listing: every node rendered) on a blocking thread, so a large
+/// listing never holds up an async worker; a render that panicked is a 503, not a
+/// dropped connection.
+async fn blocking(
+    center: &Center,
+    render: fn(&Center) -> bytes::Bytes,
+) -> Result<bytes::Bytes, Rejection> {
+    let center = center.clone();
+    tokio::task::spawn_blocking(move || render(&center))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "rendering a listing failed");
+            Rejection::unavailable("The listing could not be rendered.")
+        })
 }
 
 /// `GET /v1/watch[?since=REV[&epoch=E]]`: the change stream as server-sent events; a

@@ -23,6 +23,14 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A 503 with `message`: the center cannot answer now; retrying may work.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
     /// A 400 with `message`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self {

@@ -52,6 +52,7 @@ impl Proc {
         let mut child = Command::new(ISEK)
             .args(args)
             .env_remove("ISEK_CENTER")
+            .env_remove("ISEK_ADMIN_TOKEN")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -30,12 +30,20 @@ pub struct CenterProcess {
 }
 
 impl CenterProcess {
-    /// Starts `isek center --listen 127.0.0.1:0 <args>` and waits for its address.
+    /// Starts `isek center --listen 127.0.0.1:0 <args>` and waits for its address;
+    /// `ISEK_CENTER` and `ISEK_ADMIN_TOKEN` are not passed on from the test's environment.
     pub fn start(args: &[&str]) -> CenterProcess {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`CenterProcess::start`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> CenterProcess {
         let mut child = Command::new(ISEK)
             .args(["center", "--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("ISEK_CENTER")
+            .env_remove("ISEK_ADMIN_TOKEN")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -148,8 +156,8 @@ pub fn collect_stderr(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::Jo
     (stderr, reader)
 }
 
-/// Runs `isek <args>` to completion, without `ISEK_CENTER` or `RUST_LOG` from the
-/// test's environment.
+/// Runs `isek <args>` to completion, without `ISEK_CENTER`, `ISEK_ADMIN_TOKEN` or
+/// `RUST_LOG` from the test's environment.
 pub fn isek(args: &[&str]) -> Output {
     isek_with_env(args, &[])
 }
@@ -160,6 +168,7 @@ pub fn isek_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     command
         .args(args)
         .env_remove("ISEK_CENTER")
+        .env_remove("ISEK_ADMIN_TOKEN")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     for (key, value) in env {

@@ -145,3 +145,91 @@ async fn writes_survive_a_clean_shutdown() {
     let restarted = CenterProcess::start(&["--data-dir", data_dir]);
     assert_all_present(&list(&restarted.url).await);
 }
+
+/// POSTs `body` to `url` + `path`; returns the status and the envelope's message.
+async fn post(url: &str, path: &str, body: &serde_json::Value) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let envelope: serde_json::Value = response.json().await.unwrap();
+    (status, envelope["message"].as_str().unwrap().to_owned())
+}
+
+/// A signed node's owner key and its lease token are acknowledged writes too: after
+/// `kill -9` and a restart on the same directory, the token still renews, another key
+/// still cannot take the node over, and the owner's key still acts on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_owner_and_its_lease_token_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("store");
+    let data_dir = data_dir.to_str().unwrap();
+    let owner_key = isek::identity::NodeIdentity::generate();
+
+    let mut center = CenterProcess::start(&["--data-dir", data_dir]);
+    let owner = IsekCenterRegistry::new(&center.url)
+        .unwrap()
+        .with_identity(owner_key.clone());
+    owner
+        .register_node("owned", "10.0.0.1", 9000, Metadata::new())
+        .await
+        .unwrap();
+    let token = owner
+        .lease_token("owned")
+        .expect("a signed registration's token");
+    assert!(!center.kill_9().success());
+
+    let restarted = CenterProcess::start(&["--data-dir", data_dir]);
+    let url = restarted.url.as_str();
+    // The token from before the crash renews.
+    let (status, message) = post(
+        url,
+        "/isek_center/renew",
+        &json!({"node_id": "owned", "lease_token": token}),
+    )
+    .await;
+    assert_eq!(
+        (status, message.as_str()),
+        (200, "Lease for node 'owned' renewed successfully.")
+    );
+    // Another token does not.
+    let (status, _) = post(
+        url,
+        "/isek_center/renew",
+        &json!({"node_id": "owned", "lease_token": "A".repeat(43)}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Another key cannot overwrite, renew or deregister it; unsigned calls neither.
+    let intruder = IsekCenterRegistry::new(url)
+        .unwrap()
+        .with_identity(isek::identity::NodeIdentity::generate());
+    let refused = intruder
+        .register_node("owned", "10.6.6.6", 6666, Metadata::new())
+        .await;
+    assert!(
+        matches!(refused, Err(isek::Error::PermissionDenied(_))),
+        "{refused:?}"
+    );
+    let unsigned = IsekCenterRegistry::new(url).unwrap();
+    let refused = unsigned.deregister_node("owned").await;
+    assert!(
+        matches!(refused, Err(isek::Error::PermissionDenied(_))),
+        "{refused:?}"
+    );
+    let listed = list(url).await;
+    assert_eq!(
+        (listed["owned"].host.as_str(), listed["owned"].port),
+        ("10.0.0.1", 9000)
+    );
+    // The owner's key (a new client: no token) still acts on it.
+    let owner = IsekCenterRegistry::new(url)
+        .unwrap()
+        .with_identity(owner_key);
+    owner.lease_refresh("owned").await.unwrap();
+    owner.deregister_node("owned").await.unwrap();
+    assert!(list(url).await.is_empty());
+}

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
 use harness::ISEK;
-use harness::fault::{Center, Proc, list, register, run_node, unix};
+use harness::fault::{Center, Proc, data_dir, list, register, run_node, strs, unix};
 use serde_json::Value;
 
 #[test]
@@ -229,4 +229,52 @@ fn run_ttl_flags_must_agree() {
         stderr,
         "error: --ttl and --lease-ttl disagree (2s vs 3s); give one\n"
     );
+}
+
+/// While its center is gone, `isek watch` says it is stale and keeps the nodes it
+/// knew: no leave is printed for them, and when the center is back with the same
+/// nodes, the watcher is live again without a leave or a join in between.
+#[test]
+fn watch_prints_stale_and_keeps_the_last_known_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = data_dir(dir.path(), "store");
+    // Long leases: the directly registered nodes outlive the outage.
+    let mut center = Center::start_with_ttl("30", &strs(&store));
+    let url = center.url.clone();
+    register(&url, "kept-a", 7100);
+    register(&url, "kept-b", 7101);
+    let mut watcher = Proc::spawn(
+        "watch",
+        &[
+            "watch",
+            "--json",
+            "--poll-interval",
+            "0.2",
+            "--center",
+            &url,
+        ],
+    );
+    watcher.json_line("live", |v| v["event"] == "live" && v["nodes"] == 2);
+    let before = watcher.seen.len();
+
+    center.proc.kill_9();
+    let (_, stale) = watcher.json_line("stale", |v| v["event"] == "stale");
+    assert!(
+        stale["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{stale}"
+    );
+    assert!(stale["since"].as_f64().is_some(), "{stale}");
+
+    // Back on the same address and directory, with the same two nodes.
+    let _restarted = Center::restart_at_with_ttl(&url, "30", &strs(&store));
+    let (_, live) = watcher.json_line("live again", |v| v["event"] == "live");
+    assert_eq!(live["nodes"], 2, "{live}");
+    assert_eq!(live["source"], "stream", "{live}");
+    // Between the first live and this one: only the stale line (and perhaps more
+    // stale lines as its error changed), never a leave or a join.
+    let between = &watcher.seen[before..watcher.seen.len() - 1];
+    for text in between {
+        let event: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(event["event"], "stale", "{}", watcher.transcript());
+    }
 }

@@ -217,9 +217,14 @@ impl Center {
     /// Starts a center on the address `url` had (it was freed a moment ago, so retry a
     /// few times in case the port is not yet reusable).
     pub fn restart_at(url: &str, store: &[&str]) -> Center {
+        Center::restart_at_with_ttl(url, TTL, store)
+    }
+
+    /// [`Center::restart_at`] with lease length `ttl` seconds.
+    pub fn restart_at_with_ttl(url: &str, ttl: &str, store: &[&str]) -> Center {
         let listen = url.trim_start_matches("http://");
         for _ in 0..20 {
-            if let Some(center) = Center::try_start(listen, TTL, store) {
+            if let Some(center) = Center::try_start(listen, ttl, store) {
                 return center;
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -7,7 +7,7 @@
 
 mod harness;
 
-use harness::{CenterProcess, failure, isek};
+use harness::{CenterProcess, failure, isek, unix_now};
 use isek::identity::NodeIdentity;
 use isek::{Error, IsekCenterRegistry, Metadata, Registry};
 use serde_json::{Value, json};
@@ -121,14 +121,6 @@ async fn every_size_flag_and_a_fractional_ttl_reach_the_center() {
         expires >= before + 1.5 - 0.001 && expires <= after + 1.5 + 0.001,
         "expires_at {expires} is not 1.5 s after the registration ({before}..{after})"
     );
-}
-
-/// Now as float Unix seconds.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod harness;
 
 use std::collections::BTreeMap;
 
-use harness::{CenterProcess, has_files};
+use harness::{CenterProcess, has_files, unix_now};
 use isek::{IsekCenterRegistry, Metadata, NodeInfo, Registry};
 use serde_json::json;
 
@@ -118,14 +118,6 @@ async fn acknowledged_writes_survive_kill_9() {
             "{id}: {expires} is not a full lease from the restart at {restart}"
         );
     }
-}
-
-/// Now as float Unix seconds.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,24 +20,14 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
 use harness::ISEK;
-use harness::fault::{Center, Proc, data_dir, list, register, run_node, strs, unix};
+use harness::fault::{Center, Proc, data_dir, json_watcher, list, register, run_node, strs, unix};
 use serde_json::Value;
 
 #[test]
 fn killed_node_leaves_at_its_deadline_and_stopped_node_at_once() {
     let center = Center::start(&["--in-memory"]);
     let url = center.url.clone();
-    let mut watcher = Proc::spawn(
-        "watch",
-        &[
-            "watch",
-            "--json",
-            "--poll-interval",
-            "0.2",
-            "--center",
-            &url,
-        ],
-    );
+    let mut watcher = json_watcher(&url);
     watcher.json_line("live", |v| v["event"] == "live" && v["source"] == "stream");
     let mut victim = run_node(&url, 9300, &["--node-id", "victim"]);
     let mut quitter = run_node(&url, 9301, &["--node-id", "quitter", "--json"]);
@@ -243,17 +233,7 @@ fn watch_prints_stale_and_keeps_the_last_known_nodes() {
     let url = center.url.clone();
     register(&url, "kept-a", 7100);
     register(&url, "kept-b", 7101);
-    let mut watcher = Proc::spawn(
-        "watch",
-        &[
-            "watch",
-            "--json",
-            "--poll-interval",
-            "0.2",
-            "--center",
-            &url,
-        ],
-    );
+    let mut watcher = json_watcher(&url);
     watcher.json_line("live", |v| v["event"] == "live" && v["nodes"] == 2);
     let before = watcher.seen.len();
 

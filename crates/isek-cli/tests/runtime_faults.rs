@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use harness::fault::{
     Center, Proc, TTL, WAIT, apply_watch_line, assert_listing_is, data_dir, eventually, ids,
-    register, start_nodes, strs, try_list,
+    json_watcher, register, start_nodes, strs, try_list,
 };
 use isek::{NodeInfo, Registry};
 
@@ -35,17 +35,7 @@ fn center_killed_and_restarted_empty_gets_every_node_back() {
     let nodes = start_nodes(&url, 9100, 3);
     let expected = ids(&nodes);
     assert_eq!(expected.len(), 3, "node ids are not distinct");
-    let mut watcher = Proc::spawn(
-        "watch",
-        &[
-            "watch",
-            "--json",
-            "--poll-interval",
-            "0.2",
-            "--center",
-            &url,
-        ],
-    );
+    let mut watcher = json_watcher(&url);
     let mut members = BTreeSet::new();
     loop {
         let line = watcher.line("live", |_| true);

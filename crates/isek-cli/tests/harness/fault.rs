@@ -359,3 +359,11 @@ pub fn apply_watch_line(members: &mut BTreeSet<String>, text: &str) {
         _ => {}
     }
 }
+
+/// `isek watch --json --poll-interval 0.2 --center <url>`.
+pub fn json_watcher(url: &str) -> Proc {
+    Proc::spawn(
+        "watch",
+        &["watch", "--json", "--poll-interval", "0.2", "--center", url],
+    )
+}

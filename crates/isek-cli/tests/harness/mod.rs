@@ -227,3 +227,11 @@ pub fn has_files(path: &Path) -> bool {
         .map(|mut entries| entries.next().is_some())
         .unwrap_or(false)
 }
+
+/// Now as float Unix seconds (the unit of `expires_at`).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}

@@ -246,3 +246,48 @@ fn processes_sharing_a_key_sign_back_to_back_and_concurrently() {
         "Node 'n' deregistered successfully.\n"
     );
 }
+
+/// A client that opens a TCP connection to an HTTPS center and never finishes the TLS
+/// handshake is cut off (the center's handshake limit is 10 s), and does not keep
+/// other clients from being served meanwhile.
+#[test]
+fn a_stalled_tls_handshake_is_cut_off() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let center = CenterProcess::start(&["--in-memory", "--tls-cert", cert, "--tls-key", key]);
+    let port = center.url.rsplit(':').next().unwrap();
+    // The first bytes of a TLS record (handshake, TLS 1.0 framing), then nothing.
+    let mut stalled = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    // Served meanwhile.
+    let url = format!("https://localhost:{port}");
+    assert_eq!(
+        success(&register(&url, "n", &["--ca-file", cert])),
+        "Node 'n' registered successfully.\n"
+    );
+    // Closed by the center: EOF or a reset, not the test's own read timeout (three
+    // times the center's limit, for a loaded machine).
+    stalled
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    match stalled.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("the center answered a stalled handshake with {n} bytes"),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the stalled connection was left open: {e}"
+        ),
+    }
+    eprintln!("stalled handshake closed after {:?}", started.elapsed());
+}

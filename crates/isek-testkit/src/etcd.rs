@@ -43,6 +43,10 @@ pub struct EtcdServer {
     client_port: u16,
     /// Peer port on 127.0.0.1 (unused by tests, but etcd needs one).
     peer_port: u16,
+    /// Plain-HTTP port of `/health` and `/metrics` (also when clients use TLS).
+    metrics_port: u16,
+    /// Certificate and key files when clients must use TLS (`https://` endpoint).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl fmt::Debug for EtcdServer {
@@ -90,23 +94,47 @@ impl EtcdServer {
     /// Starts etcd on free loopback ports in a fresh temporary data directory and waits
     /// until it reports healthy.
     pub async fn start() -> Result<Self, EtcdStartError> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`EtcdServer::start`], serving clients over TLS with the PEM certificate
+    /// chain `cert_pem` and key `key_pem` (its endpoint is `https://127.0.0.1:PORT`).
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> Result<Self, EtcdStartError> {
+        Self::start_with(Some((cert_pem, key_pem))).await
+    }
+
+    async fn start_with(tls: Option<(&str, &str)>) -> Result<Self, EtcdStartError> {
         let binary = find_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("isek-etcd-")
             .tempdir()
             .map_err(|e| EtcdStartError(format!("cannot create a data directory: {e}")))?;
+        let tls = match tls {
+            Some((cert, key)) => {
+                let files = (dir.path().join("server.crt"), dir.path().join("server.key"));
+                std::fs::write(&files.0, cert)
+                    .and_then(|()| std::fs::write(&files.1, key))
+                    .map_err(|e| EtcdStartError(format!("cannot write the TLS files: {e}")))?;
+                Some(files)
+            }
+            None => None,
+        };
         let mut server = Self {
             child: None,
             dir,
             binary,
             client_port: 0,
             peer_port: 0,
+            metrics_port: 0,
+            tls,
         };
         let mut last_error = EtcdStartError("etcd did not start".into());
         for _ in 0..PORT_ATTEMPTS {
             server.client_port = free_port()?;
             server.peer_port = free_port()?;
-            if server.client_port == server.peer_port {
+            server.metrics_port = free_port()?;
+            let ports = [server.client_port, server.peer_port, server.metrics_port];
+            if ports[0] == ports[1] || ports[1] == ports[2] || ports[0] == ports[2] {
                 continue;
             }
             match server.launch().await {
@@ -122,9 +150,10 @@ impl EtcdServer {
         Err(last_error)
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:41234`.
+    /// The client URL, e.g. `http://127.0.0.1:41234` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Whether the process is running (as far as this handle knows).
@@ -175,8 +204,18 @@ impl EtcdServer {
         let log_err = log
             .try_clone()
             .map_err(|e| EtcdStartError(format!("cannot open etcd log: {e}")))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some((cert, key)) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", cert.display()))
+                .arg(format!("--key-file={}", key.display()));
+        }
+        let child = command
             .arg("--name=isek-test")
+            .arg(format!(
+                "--listen-metrics-urls=http://127.0.0.1:{}",
+                self.metrics_port
+            ))
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
@@ -209,7 +248,7 @@ impl EtcdServer {
                     self.log_tail()
                 )));
             }
-            if healthy(self.client_port).await {
+            if healthy(self.metrics_port).await {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
@@ -230,7 +269,7 @@ impl EtcdServer {
     /// `grpc_method="LeaseKeepAlive"`), from etcd's `/metrics`: lets tests observe what
     /// the server saw, such as how many keep-alive streams a client opened.
     pub async fn metric(&self, name: &str, labels: &[&str]) -> Result<f64, EtcdStartError> {
-        let body = http_get(self.client_port, "/metrics")
+        let body = http_get(self.metrics_port, "/metrics")
             .await
             .map_err(|e| EtcdStartError(format!("cannot read etcd metrics: {e}")))?;
         let mut total = 0.0;

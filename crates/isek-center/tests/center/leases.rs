@@ -10,17 +10,42 @@ use isek_testkit::router::{TestCenter, mask_expires_at, unix_now};
 
 const TTL: Duration = Duration::from_millis(1000);
 
+/// The listed deadline (`expires_at`, Unix seconds) of `id`, if listed.
+async fn deadline_of(c: &TestCenter, id: &str) -> Option<f64> {
+    let list = c.list().await.body;
+    let v: serde_json::Value = serde_json::from_str(&list).unwrap();
+    v["data"]["available_nodes"][id]["expires_at"].as_f64()
+}
+
+/// How far the center's expiry may run ahead of a listed deadline (both come from
+/// the same clock; rounding only).
+const SLACK: f64 = 0.005;
+
 #[tokio::test]
 async fn expired_node_disappears_and_cannot_be_renewed() {
     let c = TestCenter::with_ttl(TTL).await;
     assert_eq!(c.register("a").await.status, StatusCode::OK);
     assert_eq!(c.register("b").await.status, StatusCode::OK);
-    assert_eq!(c.listed_ids().await, ["a", "b"]);
-    // Keep "b" alive past a's deadline.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(c.renew("b").await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    // "a" (registered 1.2 s ago) is gone from every answer; "b" (renewed 0.6 s ago) is not.
+    let a_deadline = deadline_of(&c, "a").await.expect("a is listed");
+    // Wait for a's expiry, renewing "b" on every look so it outlives a however slow
+    // the machine is; a may leave only once its own deadline has passed.
+    let deadline = tokio::time::Instant::now() + isek_testkit::condition::DEADLINE;
+    loop {
+        assert_eq!(c.renew("b").await.status, StatusCode::OK);
+        let asked = unix_now();
+        let listed = c.listed_ids().await;
+        assert!(listed.contains(&"b".to_owned()), "{listed:?}");
+        if !listed.contains(&"a".to_owned()) {
+            assert!(
+                unix_now() >= a_deadline - SLACK,
+                "a left at {asked}, before its deadline {a_deadline}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // "a" is gone from every answer; "b" is not.
     assert_eq!(c.listed_ids().await, ["b"]);
     assert_eq!(c.renew("a").await.status, StatusCode::NOT_FOUND);
     assert_eq!(c.deregister("a").await.status, StatusCode::NOT_FOUND);
@@ -33,15 +58,36 @@ async fn expired_node_disappears_and_cannot_be_renewed() {
 async fn reregistering_restarts_the_lease() {
     let c = TestCenter::with_ttl(TTL).await;
     assert_eq!(c.register("a").await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let first = deadline_of(&c, "a").await.expect("a is listed");
+    // Re-registered once half its lease is gone: a later deadline, a full TTL from
+    // the re-registration.
+    while unix_now() < first - TTL.as_secs_f64() / 2.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = unix_now();
     assert_eq!(c.register("a").await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    // 1.4 s after the first registration, 0.7 s after the second: still there.
-    assert_eq!(c.listed_ids().await, ["a"]);
-    assert_eq!(c.renew("a").await.status, StatusCode::OK);
-    // Expiry after the re-registration's own deadline.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(c.listed_ids().await.is_empty());
+    let second = deadline_of(&c, "a").await.expect("a is listed");
+    assert!(second > first, "{first} -> {second}");
+    assert!(
+        second >= before + TTL.as_secs_f64() - SLACK,
+        "{before} -> {second}"
+    );
+    // Past the first deadline: still listed while the second one holds (checked only
+    // when the answer came before it, so a stalled machine cannot fail this).
+    while unix_now() < first + SLACK {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listed = c.listed_ids().await;
+    if unix_now() < second - SLACK {
+        assert_eq!(listed, ["a"], "gone at its first deadline");
+    }
+    // Expiry after the re-registration's own deadline, not before.
+    let limit = tokio::time::Instant::now() + isek_testkit::condition::DEADLINE;
+    while c.listed_ids().await == ["a"] {
+        assert!(tokio::time::Instant::now() < limit, "a never expired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(unix_now() >= second - SLACK, "a left before {second}");
     // A renew cannot revive it; a register can.
     assert_eq!(c.renew("a").await.status, StatusCode::NOT_FOUND);
     assert_eq!(c.register("a").await.status, StatusCode::OK);

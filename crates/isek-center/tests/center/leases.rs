@@ -100,13 +100,31 @@ async fn renew_extends_expires_at() {
     assert_eq!(c.register("a").await.status, StatusCode::OK);
     let (_, first) = mask_expires_at(&c.list().await.body);
     assert!(first[0] > unix_now() + 1.0 && first[0] < unix_now() + 2.5);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Renewed once half its lease is gone.
+    while unix_now() < first[0] - 1.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let renewed = unix_now();
     assert_eq!(c.renew("a").await.status, StatusCode::OK);
-    // The listing is rebuilt at least once a second, so it shows the renewal by then.
-    tokio::time::sleep(Duration::from_millis(1050)).await;
-    let (_, second) = mask_expires_at(&c.list().await.body);
-    assert_eq!(second.len(), 1, "renewed before its deadline");
-    assert!(second[0] > first[0] + 0.5, "{first:?} -> {second:?}");
+    // The listing shows the new deadline (it may be rebuilt up to a second later):
+    // a full TTL from the renewal.
+    let limit = tokio::time::Instant::now() + isek_testkit::condition::DEADLINE;
+    loop {
+        let (_, second) = mask_expires_at(&c.list().await.body);
+        assert_eq!(second.len(), 1, "renewed before its deadline");
+        if second[0] > first[0] {
+            assert!(
+                second[0] >= renewed + 2.0 - SLACK,
+                "{first:?} -> {second:?}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "the listing never showed the renewal"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Expired nodes leave the SQLite file too (checked by reading it directly), and a
@@ -123,19 +141,16 @@ async fn expired_nodes_are_deleted_from_the_store() {
         assert_eq!(c.register(id).await.status, StatusCode::OK);
     }
     assert_eq!(stored_ids(dir.path()), ["a", "b", "c"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(c.renew("c").await.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    // a and b ran out 0.1 s ago; wait (bounded) for the reaper's delete to land.
+    // a and b run out; c is renewed on every look, so it never does. Wait (bounded)
+    // for the reaper's delete to land.
+    let limit = tokio::time::Instant::now() + isek_testkit::condition::DEADLINE;
     let mut ids = stored_ids(dir.path());
-    for _ in 0..50 {
-        if ids == ["c"] {
-            break;
-        }
+    while ids != ["c"] {
+        assert_eq!(c.renew("c").await.status, StatusCode::OK);
+        assert!(tokio::time::Instant::now() < limit, "still stored: {ids:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
         ids = stored_ids(dir.path());
     }
-    assert_eq!(ids, ["c"]);
     assert_eq!(c.listed_ids().await, ["c"]);
     c.center.shutdown().await.unwrap();
 }

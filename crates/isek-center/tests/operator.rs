@@ -136,8 +136,10 @@ async fn readyz_is_503_once_the_center_is_shutting_down() {
 #[tokio::test]
 async fn metrics_count_known_operations() {
     let dir = tempfile::tempdir().unwrap();
+    // Leases far longer than the test: an expiry on a slow machine would change the
+    // exact counts below (expiries are their own test).
     let mut served = ServedCenter::start_answering(Config {
-        lease_ttl: Duration::from_secs(2),
+        lease_ttl: Duration::from_secs(3600),
         watch_keepalive: Duration::from_millis(100),
         ..Config::on_disk(dir.path())
     })
@@ -225,21 +227,52 @@ async fn metrics_count_known_operations() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 410);
-
-    // The three live nodes stop renewing: one expiry wave removes them all.
     let mut m = scrape(&served).await;
     for _ in 0..500 {
-        if value(&m, "isek_expire_total{outcome=\"ok\"}") == 3.0
-            && value(&m, "isek_watchers") == 0.0
-        {
+        if value(&m, "isek_watchers") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        m = scrape(&served).await;
+    }
+    assert_eq!(value(&m, "isek_watchers"), 0.0);
+    assert_eq!(value(&m, "isek_watch_resyncs_total{reason=\"gone\"}"), 1.0);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_an_expiry_wave() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = ServedCenter::start_answering(Config {
+        lease_ttl: Duration::from_secs(1),
+        ..Config::on_disk(dir.path())
+    })
+    .await;
+    let client = IsekCenterRegistry::new(served.url()).unwrap();
+    let signed = IsekCenterRegistry::new(served.url())
+        .unwrap()
+        .with_identity(NodeIdentity::generate());
+    for id in ["u1", "u2"] {
+        client
+            .register_node(id, "10.0.0.1", 9000, Metadata::new())
+            .await
+            .unwrap();
+    }
+    signed
+        .register_node("s1", "10.0.0.2", 9000, Metadata::new())
+        .await
+        .unwrap();
+
+    // The three nodes stop renewing: expiries remove them all.
+    let mut m = scrape(&served).await;
+    for _ in 0..500 {
+        if value(&m, "isek_expire_total{outcome=\"ok\"}") == 3.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         m = scrape(&served).await;
     }
     assert_eq!(value(&m, "isek_expire_total{outcome=\"ok\"}"), 3.0);
-    assert_eq!(value(&m, "isek_watchers"), 0.0);
-    assert_eq!(value(&m, "isek_watch_resyncs_total{reason=\"gone\"}"), 1.0);
     assert_eq!(value(&m, "isek_nodes{signed=\"true\"}"), 0.0);
     assert_eq!(value(&m, "isek_nodes{signed=\"false\"}"), 0.0);
     assert!(value(&m, "isek_expiry_waves_total") >= 1.0);

@@ -146,7 +146,14 @@ pub fn registration_of(
     }
     let metadata = match body.get("metadata") {
         None | Some(Value::Null) => "{}".to_owned(),
-        Some(value @ Value::Object(_)) => to_compact_string(value),
+        Some(value @ Value::Object(map)) => {
+            // An A2A AgentCard in `metadata.agent_card` is kept honest: a malformed
+            // one is refused naming the field (the rest of the metadata is ISEK's own
+            // and never checked, so the original client's bodies pass unchanged).
+            isek::agent_card::validate_metadata(map)
+                .map_err(|e| Rejection::bad_request(format!("{e}.")))?;
+            to_compact_string(value)
+        }
         Some(_) => {
             return Err(Rejection::bad_request("'metadata' must be a JSON object."));
         }

@@ -133,6 +133,29 @@ async fn readyz_is_503_once_the_center_is_shutting_down() {
     assert_eq!(body["data"]["store"], "the center is shutting down");
 }
 
+/// Registers `unsigned_ids` with an unsigned client and `s1` with a signed one;
+/// returns both clients.
+async fn register_mixed(
+    served: &ServedCenter,
+    unsigned_ids: &[&str],
+) -> (IsekCenterRegistry, IsekCenterRegistry) {
+    let unsigned = IsekCenterRegistry::new(served.url()).unwrap();
+    let signed = IsekCenterRegistry::new(served.url())
+        .unwrap()
+        .with_identity(NodeIdentity::generate());
+    for id in unsigned_ids {
+        unsigned
+            .register_node(id, "10.0.0.1", 9000, Metadata::new())
+            .await
+            .unwrap();
+    }
+    signed
+        .register_node("s1", "10.0.0.2", 9000, Metadata::new())
+        .await
+        .unwrap();
+    (unsigned, signed)
+}
+
 #[tokio::test]
 async fn metrics_count_known_operations() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,21 +167,7 @@ async fn metrics_count_known_operations() {
         ..Config::on_disk(dir.path())
     })
     .await;
-    let url = served.url();
-    let unsigned = IsekCenterRegistry::new(&url).unwrap();
-    let signed = IsekCenterRegistry::new(&url)
-        .unwrap()
-        .with_identity(NodeIdentity::generate());
-    for id in ["u1", "u2", "u3"] {
-        unsigned
-            .register_node(id, "10.0.0.1", 9000, Metadata::new())
-            .await
-            .unwrap();
-    }
-    signed
-        .register_node("s1", "10.0.0.2", 9000, Metadata::new())
-        .await
-        .unwrap();
+    let (unsigned, signed) = register_mixed(&served, &["u1", "u2", "u3"]).await;
     unsigned.lease_refresh("u1").await.unwrap();
     signed.lease_refresh("s1").await.unwrap();
     assert!(unsigned.lease_refresh("ghost").await.is_err());
@@ -248,20 +257,7 @@ async fn metrics_count_an_expiry_wave() {
         ..Config::on_disk(dir.path())
     })
     .await;
-    let client = IsekCenterRegistry::new(served.url()).unwrap();
-    let signed = IsekCenterRegistry::new(served.url())
-        .unwrap()
-        .with_identity(NodeIdentity::generate());
-    for id in ["u1", "u2"] {
-        client
-            .register_node(id, "10.0.0.1", 9000, Metadata::new())
-            .await
-            .unwrap();
-    }
-    signed
-        .register_node("s1", "10.0.0.2", 9000, Metadata::new())
-        .await
-        .unwrap();
+    register_mixed(&served, &["u1", "u2"]).await;
 
     // The three nodes stop renewing: expiries remove them all.
     let mut m = scrape(&served).await;

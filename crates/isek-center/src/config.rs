@@ -31,6 +31,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Time limits on connections (slow or half-open clients).
     pub timeouts: Timeouts,
+    /// How many connections may be open at once.
+    pub connections: ConnectionLimits,
     /// Oldest a cached `available_nodes` body may be before it is rebuilt, which bounds
     /// how far its `expires_at` values lag behind renewals.
     pub snapshot_max_age: Duration,
@@ -63,6 +65,7 @@ impl Default for Config {
             security: Security::default(),
             tls: None,
             timeouts: Timeouts::default(),
+            connections: ConnectionLimits::default(),
             snapshot_max_age: Duration::from_secs(1),
             write_queue: 16_384,
             max_batch: 8_192,
@@ -106,6 +109,28 @@ impl Config {
             return Err(Error::Config(
                 "the watch keep-alive interval must be longer than zero".into(),
             ));
+        }
+        let t = &self.timeouts;
+        let timeouts = [
+            ("handshake", t.handshake),
+            ("header_read", t.header_read),
+            ("request", t.request),
+            ("preface", t.preface),
+            ("idle", t.idle),
+            ("keepalive_interval", t.keepalive_interval),
+            ("keepalive_timeout", t.keepalive_timeout),
+            ("body_progress", t.body_progress),
+            ("write_stall", t.write_stall),
+        ];
+        for (name, value) in timeouts {
+            if value.is_zero() {
+                return Err(Error::Config(format!(
+                    "the {name} timeout must be longer than zero"
+                )));
+            }
+        }
+        if self.connections.max_connections == Some(0) {
+            return Err(Error::Config("max_connections must be at least 1".into()));
         }
         let limits = [
             ("watch_buffer", self.watch_buffer),
@@ -171,6 +196,28 @@ pub struct Timeouts {
     pub request: Duration,
     /// Longest shutdown waits for open connections before dropping them.
     pub drain: Duration,
+    /// Longest a new connection (after its TLS handshake) may take to send its first
+    /// bytes and, for HTTP/2, the whole connection preface. Why: the protocol sniffing
+    /// in front of hyper has no limit of its own, so a silent socket would stay forever.
+    pub preface: Duration,
+    /// Longest an HTTP/2 connection (or a kept-alive HTTP/1 one) may stay open without
+    /// a request in flight before it is closed (HTTP/2: with a GOAWAY). Why: HTTP/2
+    /// has no idle limit of its own.
+    pub idle: Duration,
+    /// Interval of HTTP/2 PING frames on a quiet connection; a peer that does not
+    /// answer within [`Timeouts::keepalive_timeout`] is disconnected. Why: a dead or
+    /// silent HTTP/2 peer is otherwise never noticed.
+    pub keepalive_interval: Duration,
+    /// Longest an HTTP/2 PING may wait for its answer.
+    pub keepalive_timeout: Duration,
+    /// Longest a request body may go without a new byte while it is read (a stream
+    /// whose body never ends or stalls gets 408). Why: the request limit alone lets a
+    /// stalled body hold its stream for the whole request time.
+    pub body_progress: Duration,
+    /// Longest a write to a client may make no progress (its socket does not drain)
+    /// before the connection is closed, change streams included. Why: a reader that
+    /// never reads would otherwise pin what was written to it.
+    pub write_stall: Duration,
 }
 
 impl Default for Timeouts {
@@ -180,8 +227,25 @@ impl Default for Timeouts {
             header_read: Duration::from_secs(30),
             request: Duration::from_secs(30),
             drain: Duration::from_secs(10),
+            preface: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+            body_progress: Duration::from_secs(10),
+            write_stall: Duration::from_secs(30),
         }
     }
+}
+
+/// Bounds on connections, against a client that opens more than its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ConnectionLimits {
+    /// Most open connections (`--max-connections`); at the cap the oldest connections
+    /// that never completed a request (then the oldest idle ones) are closed to make
+    /// room, and only when every connection is busy is a newcomer refused with a 503
+    /// envelope. `None`: derived from the file-descriptor limit when serving starts
+    /// (see `crate::admission::default_max_connections`).
+    pub max_connections: Option<usize>,
 }
 
 /// Who may act on nodes: the operator's security settings.

@@ -20,13 +20,16 @@
 //!   body of one change stream);
 //! - level 3: [`center`] ([`Center`], the service and its life cycle, typed methods);
 //! - level 4: [`http`] (request parsing, [`http::Rejection`], handlers, transport,
-//!   [`app`] and [`run`]): the only place axum/hyper/tower/rustls appear.
+//!   [`app`] and [`run`]): the only place axum/hyper/tower/rustls appear; beside it
+//!   [`admission`] (the connection table and its cap) and [`socket`] (the deadlines
+//!   of one connection's byte stream).
 //!
 //! Invariants: a register or deregister is answered only after its commit is durable
 //! and applied; a node is invisible from its lease deadline on, and removed from the
 //! store shortly after; an expiry only removes the registration that ran out; no lock
 //! is held across an `.await`.
 
+pub mod admission;
 pub mod body;
 pub mod center;
 pub mod command;
@@ -42,6 +45,7 @@ mod reaper;
 pub mod record;
 pub mod render;
 mod snapshot;
+pub mod socket;
 mod state;
 pub mod store;
 mod stream;
@@ -49,7 +53,9 @@ pub mod writer;
 
 pub use center::Center;
 pub use command::{Deregister, Register, Renew};
-pub use config::{Config, DEFAULT_LEASE_TTL, Limits, Security, Timeouts, TlsFiles};
+pub use config::{
+    Config, ConnectionLimits, DEFAULT_LEASE_TTL, Limits, Security, Timeouts, TlsFiles,
+};
 pub use error::{Error, Result};
 pub use http::{app, run, run_announced};
 pub use record::NodeRecord;

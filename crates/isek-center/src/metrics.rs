@@ -190,6 +190,10 @@ pub struct Metrics {
     connections: Gauge,
     /// Connections accepted since start.
     connections_accepted: Counter,
+    /// Connections closed to make room for newer ones (at the cap or out of descriptors).
+    connections_reclaimed: Counter,
+    /// Connections refused because every open one was busy.
+    connections_refused: Counter,
     /// Open change streams.
     watchers: Gauge,
     /// Changes queued for a watcher when it takes one (how far behind it runs).
@@ -310,6 +314,18 @@ impl Metrics {
             "HTTP connections accepted",
             connections_accepted.clone(),
         );
+        let connections_reclaimed = Counter::default();
+        registry.register(
+            "http_connections_reclaimed",
+            "HTTP connections closed to make room for new ones (connection cap or no descriptors)",
+            connections_reclaimed.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections refused at the cap because every open one was busy",
+            connections_refused.clone(),
+        );
 
         let watchers = Gauge::default();
         registry.register(
@@ -358,6 +374,8 @@ impl Metrics {
             commit_failures,
             connections,
             connections_accepted,
+            connections_reclaimed,
+            connections_refused,
             watchers,
             watcher_lag,
             resyncs_lagged,
@@ -431,6 +449,17 @@ impl Metrics {
     pub fn connection_opened(&self) {
         self.connections_accepted.inc();
         self.connections.inc();
+    }
+
+    /// `n` connections were told to close to make room for new ones.
+    pub fn connections_reclaimed(&self, n: usize) {
+        self.connections_reclaimed
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    /// A connection was refused: every open one was busy.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// A connection ended.

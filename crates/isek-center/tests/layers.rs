@@ -34,7 +34,9 @@ const LEVELS: &[(&str, u8)] = &[
     ("stream", 2),
     ("writer", 2),
     ("center", 3),
+    ("admission", 4),
     ("http", 4),
+    ("socket", 4),
 ];
 
 /// External crates allowed only in some modules: (crate, the modules that may use it).
@@ -50,6 +52,7 @@ const EDGE_CRATES: &[(&str, &[&str])] = &[
     ("rusqlite", &["store"]),
     ("prometheus_client", &["metrics", "http"]),
     ("utoipa", &["http"]),
+    ("rustix", &["admission", "http"]),
 ];
 
 /// The checked part of a source file: before its unit tests, without comments.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use isek_center::Security;
 use isek_center::TlsFiles;
-use isek_center::{Config, Limits};
+use isek_center::{Config, ConnectionLimits, Limits, Timeouts};
 use tokio::net::TcpListener;
 
 /// Flags of `isek center`.
@@ -45,6 +45,45 @@ pub struct CenterArgs {
     /// Most nodes the center holds; registrations of new ids beyond it get 503.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_nodes: Option<u64>,
+    /// Most open connections; at the cap the oldest connections that never completed
+    /// a request (then the oldest idle ones) are closed to make room. Default: 10000,
+    /// or the open-files limit less 64 when that is lower.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
+    /// Seconds a new connection may take to send its first bytes (and a whole HTTP/2
+    /// preface).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    preface_timeout: Duration,
+    /// Seconds a TLS handshake may take.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    handshake_timeout: Duration,
+    /// Seconds HTTP/1 request headers may take to arrive; also the idle limit of a
+    /// kept-alive HTTP/1 connection.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    header_timeout: Duration,
+    /// Seconds a request may take to be answered, its body read included (else 408).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    request_timeout: Duration,
+    /// Seconds a request body may go without a byte (else 408).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    body_timeout: Duration,
+    /// Seconds a write to a client may make no progress before the connection is
+    /// closed (a change stream whose reader does not read).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    write_timeout: Duration,
+    /// Seconds a connection may stay open with no request in flight (HTTP/2: closed
+    /// with a GOAWAY).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    idle_timeout: Duration,
+    /// Seconds between HTTP/2 pings on a quiet connection.
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = parse_seconds)]
+    keepalive_interval: Duration,
+    /// Seconds an HTTP/2 ping may wait for its answer before the connection is closed.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    keepalive_timeout: Duration,
+    /// Seconds shutdown waits for open requests before closing their connections.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    drain_timeout: Duration,
     /// Refuse unsigned registrations (the original Python client's); by default they
     /// are accepted but can never act on a node registered with a key.
     #[arg(long)]
@@ -171,6 +210,23 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
         },
         security,
         tls,
+        timeouts: Timeouts {
+            handshake: args.handshake_timeout,
+            header_read: args.header_timeout,
+            request: args.request_timeout,
+            drain: args.drain_timeout,
+            preface: args.preface_timeout,
+            idle: args.idle_timeout,
+            keepalive_interval: args.keepalive_interval,
+            keepalive_timeout: args.keepalive_timeout,
+            body_progress: args.body_timeout,
+            write_stall: args.write_timeout,
+        },
+        connections: ConnectionLimits {
+            max_connections: args
+                .max_connections
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        },
         ..Config::default()
     };
     match &data_dir {

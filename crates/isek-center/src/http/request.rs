@@ -327,6 +327,18 @@ pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<Signer>, 
     Ok(Some(Signer { key, timestamp }))
 }
 
+/// Whether `e` (or an error it wraps) is a body that stopped arriving.
+fn stalled(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.is::<super::transport::BodyStalled>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Reads the body (bounded by the configured limit) and parses it into an object.
 pub async fn read_object(
     limit: usize,
@@ -347,6 +359,12 @@ pub async fn read_object(
     let bytes: Bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Err(e) if stalled(&*e) => {
+            return Err(Rejection {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: format!("The request body stopped arriving: {e}."),
+            });
+        }
         Err(e) => {
             return Err(Rejection::bad_request(format!(
                 "Could not read the request body: {e}."

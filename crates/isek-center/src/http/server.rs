@@ -46,6 +46,7 @@ pub async fn run_announced(
         .map(|files| super::transport::tls_acceptor(&files.cert, &files.key))
         .transpose()?;
     let timeouts = config.timeouts;
+    let limits = config.connections;
     let (router, center) = app(config).await?;
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "isek center listening");
@@ -59,7 +60,8 @@ pub async fn run_announced(
         watched.close_watchers();
     };
     let metrics = std::sync::Arc::clone(center.metrics());
-    let served = super::transport::serve(listener, router, tls, timeouts, metrics, shutdown).await;
+    let served =
+        super::transport::serve(listener, router, tls, timeouts, limits, metrics, shutdown).await;
     tracing::info!("no longer accepting; closing the store");
     let closed = center.shutdown().await;
     served.and(closed)

@@ -38,7 +38,21 @@ impl CenterProcess {
 
     /// [`CenterProcess::start`] with extra environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> CenterProcess {
-        let mut child = Command::new(ISEK)
+        Self::spawn(Command::new(ISEK), args, env)
+    }
+
+    /// [`CenterProcess::start`] with at most `files` open file descriptors (soft and
+    /// hard RLIMIT_NOFILE, set by prlimit(1) for the child only).
+    pub fn start_with_fd_limit(files: u32, args: &[&str]) -> CenterProcess {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={files}:{files}")).arg(ISEK);
+        Self::spawn(command, args, &[])
+    }
+
+    /// Runs `command` (the binary, or a wrapper ending in it) with
+    /// `center --listen 127.0.0.1:0 <args>` and waits for the announced address.
+    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> CenterProcess {
+        let mut child = command
             .args(["center", "--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("ISEK_CENTER")

@@ -108,14 +108,21 @@ impl Center {
         // (whose nodes were just loaded) was made before it (see `Horizons::new`).
         let start_ms = crate::policy::unix_now();
         let count = loaded.len();
-        let state = State::load(config.lease_ttl, Instant::now(), loaded, |revision| {
-            Feed::new(
-                revision,
-                config.watch_history,
-                config.watch_history_bytes,
-                config.watch_buffer,
-            )
-        });
+        let skeletons = config.security.confusable_ids == crate::config::ConfusableIds::Refuse;
+        let state = State::load(
+            config.lease_ttl,
+            Instant::now(),
+            loaded,
+            skeletons,
+            |revision| {
+                Feed::new(
+                    revision,
+                    config.watch_history,
+                    config.watch_history_bytes,
+                    config.watch_buffer,
+                )
+            },
+        );
         log_start(config.data_dir.as_deref(), count, config.lease_ttl);
 
         let core = Arc::new(Core::new(
@@ -524,6 +531,7 @@ fn outcome_of(error: &WriteError) -> &'static str {
     match error {
         WriteError::Refused(refusal) => match refusal.kind {
             RefusalKind::Forbidden | RefusalKind::SignatureRequired => "denied",
+            RefusalKind::LookAlike => "invalid",
             RefusalKind::Full | RefusalKind::Unavailable => "unavailable",
         },
         WriteError::Unavailable(_) | WriteError::ShuttingDown => "unavailable",

@@ -260,6 +260,26 @@ pub struct Security {
     /// Most nodes the center holds (`--max-nodes`); registrations of new ids beyond it
     /// get 503. `None`: unbounded.
     pub max_nodes: Option<usize>,
+    /// Whether a new id that looks like a live node's is refused
+    /// (`--confusable-ids`).
+    pub confusable_ids: ConfusableIds,
+}
+
+/// What a center does with a new node id whose UTS #39 confusable skeleton equals a
+/// live node's (`pаypal` with a Cyrillic `а` beside `paypal`, `node-l` beside
+/// `node-1`).
+///
+/// Why `Refuse` by default: such ids are a phishing vector among agents (a peer
+/// picks a node by the id it reads), refusing costs about 40 bytes per node and one
+/// skeleton per new id, and an id refused this way is one an operator would not want
+/// anyway; a fleet that names nodes `x-1` and `x-l` on purpose opts out with `allow`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ConfusableIds {
+    /// A new id that looks like a live node's is refused (409).
+    #[default]
+    Refuse,
+    /// Look-alike ids are accepted (the original's behaviour; no index is kept).
+    Allow,
 }
 
 impl Security {

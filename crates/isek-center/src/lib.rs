@@ -44,6 +44,7 @@ pub mod policy;
 mod reaper;
 pub mod record;
 pub mod render;
+pub mod skeleton;
 mod snapshot;
 pub mod socket;
 mod state;
@@ -54,7 +55,8 @@ pub mod writer;
 pub use center::Center;
 pub use command::{Deregister, Register, Renew};
 pub use config::{
-    Config, ConnectionLimits, DEFAULT_LEASE_TTL, Limits, Security, Timeouts, TlsFiles,
+    Config, ConfusableIds, ConnectionLimits, DEFAULT_LEASE_TTL, Limits, Security, Timeouts,
+    TlsFiles,
 };
 pub use error::{Error, Result};
 pub use http::{app, run, run_announced};

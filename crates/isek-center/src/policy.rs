@@ -185,6 +185,9 @@ pub enum RefusalKind {
     SignatureRequired,
     /// The center holds its maximum number of nodes (503).
     Full,
+    /// The new id looks like a live node's (same confusable skeleton) and the center
+    /// refuses look-alikes (409).
+    LookAlike,
     /// A resource the act needs is missing, e.g. randomness for a token (503).
     Unavailable,
 }

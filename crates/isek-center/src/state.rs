@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::policy::Horizons;
 use crate::record::NodeRecord;
 use crate::render::snapshot_frame;
+use crate::skeleton::SkeletonIndex;
 use crate::snapshot::SnapshotCache;
 
 /// The mutable registry state.
@@ -44,23 +45,32 @@ pub(crate) struct State {
     /// How many nodes in `leases` have an owner key (for the metrics: counted as the
     /// table changes, so a scrape does not walk the table).
     signed: usize,
+    /// The ids of `leases` by confusable skeleton, kept in step with it, when the
+    /// center refuses look-alike ids (`--confusable-ids refuse`); `None`: allowed.
+    skeletons: Option<SkeletonIndex>,
 }
 
 impl State {
     /// The state after loading `loaded` (every node gets a fresh lease and one
-    /// revision), with an empty change log starting after them.
+    /// revision), with an empty change log starting after them; `skeletons`: keep
+    /// the look-alike index (see [`State::skeletons`]).
     pub fn load(
         ttl: Duration,
         now: Instant,
         loaded: Vec<(Arc<str>, NodeRecord)>,
+        skeletons: bool,
         new_feed: impl FnOnce(u64) -> Feed,
     ) -> Self {
         let mut leases = LeaseTable::new(ttl, now);
+        let mut skeletons = skeletons.then(SkeletonIndex::new);
         let mut revision = 0;
         let mut signed = 0;
         for (id, record) in loaded {
             revision += 1;
             signed += usize::from(record.owner().is_some());
+            if let Some(index) = &mut skeletons {
+                index.insert(&id);
+            }
             leases.insert(id, record, revision, now);
         }
         Self {
@@ -68,12 +78,19 @@ impl State {
             revision,
             feed: new_feed(revision),
             signed,
+            skeletons,
         }
     }
 
     /// The lease table (reads only: changes go through the methods below).
     pub fn leases(&self) -> &LeaseTable<NodeRecord> {
         &self.leases
+    }
+
+    /// The ids of the table (live or not yet retired) by confusable skeleton, when
+    /// look-alike ids are refused.
+    pub fn skeletons(&self) -> Option<&SkeletonIndex> {
+        self.skeletons.as_ref()
     }
 
     /// Revision of the last change.
@@ -111,8 +128,14 @@ impl State {
         self.revision += 1;
         self.feed.put(self.revision, &id, &record);
         self.signed += usize::from(record.owner().is_some());
-        if let Some(old) = self.leases.insert(id, record, self.revision, now) {
-            self.signed -= usize::from(old.owner().is_some());
+        let skeleton_of_new = self.skeletons.is_some().then(|| Arc::clone(&id));
+        match self.leases.insert(id, record, self.revision, now) {
+            Some(old) => self.signed -= usize::from(old.owner().is_some()),
+            None => {
+                if let (Some(index), Some(id)) = (&mut self.skeletons, skeleton_of_new) {
+                    index.insert(&id);
+                }
+            }
         }
         self.revision
     }
@@ -121,6 +144,9 @@ impl State {
     pub fn remove(&mut self, id: &str) -> Option<u64> {
         let old = self.leases.remove(id)?;
         self.signed -= usize::from(old.owner().is_some());
+        if let Some(index) = &mut self.skeletons {
+            index.remove(id);
+        }
         Some(self.log_delete(id, "deregister"))
     }
 
@@ -129,6 +155,9 @@ impl State {
     pub fn expire(&mut self, id: &str, generation: u64) -> Option<u64> {
         let old = self.leases.remove_generation(id, generation)?;
         self.signed -= usize::from(old.owner().is_some());
+        if let Some(index) = &mut self.skeletons {
+            index.remove(id);
+        }
         Some(self.log_delete(id, "expire"))
     }
 

@@ -23,6 +23,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("lease", 0),
     ("metrics", 0),
     ("policy", 0),
+    ("skeleton", 0),
     ("record", 0),
     ("render", 0),
     ("dirlock", 1),
@@ -53,6 +54,7 @@ const EDGE_CRATES: &[(&str, &[&str])] = &[
     ("prometheus_client", &["metrics", "http"]),
     ("utoipa", &["http"]),
     ("rustix", &["admission", "http"]),
+    ("unicode_security", &["skeleton"]),
 ];
 
 /// The checked part of a source file: before its unit tests, without comments.

@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use isek_center::Security;
 use isek_center::TlsFiles;
-use isek_center::{Config, ConnectionLimits, Limits, Timeouts};
+use isek_center::{Config, ConfusableIds, ConnectionLimits, Limits, Security, Timeouts};
 use tokio::net::TcpListener;
 
 /// Flags of `isek center`.
@@ -88,6 +87,10 @@ pub struct CenterArgs {
     /// are accepted but can never act on a node registered with a key.
     #[arg(long)]
     require_signatures: bool,
+    /// A new node id whose Unicode confusable skeleton (UTS #39) equals a live node's
+    /// (`pаypal` with a Cyrillic `а` beside `paypal`): `refuse` it (409) or `allow` it.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = ConfusableIdsArg::Refuse)]
+    confusable_ids: ConfusableIdsArg,
     /// File holding the admin token that allows deregistering any node
     /// (`Authorization: Bearer TOKEN`); else $ISEK_ADMIN_TOKEN; without either there
     /// is no admin access. Never a command-line value: it would show in `ps`.
@@ -119,6 +122,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The values of `--confusable-ids`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfusableIdsArg {
+    /// Refuse a new id that looks like a live node's.
+    Refuse,
+    /// Accept look-alike ids.
+    Allow,
+}
+
 impl CenterArgs {
     /// The log format chosen (read before the runtime and the logger start).
     pub fn log_format(&self) -> LogFormat {
@@ -148,6 +160,10 @@ fn security(args: &CenterArgs) -> anyhow::Result<Security> {
         max_nodes: args
             .max_nodes
             .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        confusable_ids: match args.confusable_ids {
+            ConfusableIdsArg::Refuse => ConfusableIds::Refuse,
+            ConfusableIdsArg::Allow => ConfusableIds::Allow,
+        },
     };
     if let Some(token) = token {
         if token.len() < 16 {

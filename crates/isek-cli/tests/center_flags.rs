@@ -186,3 +186,37 @@ fn an_empty_admin_token_file_is_refused_at_start() {
         );
     }
 }
+
+#[test]
+fn look_alike_ids_are_one_line_and_confusable_ids_allow_reaches_the_center() {
+    let register = |url: &str, id: &str| {
+        isek(&[
+            "register",
+            "--center",
+            url,
+            "--node-id",
+            id,
+            "--host",
+            "h",
+            "--port",
+            "1",
+        ])
+    };
+    let center = CenterProcess::start(&["--in-memory"]);
+    let url = center.url.as_str();
+    let line = failure(&register(url, "cafe\u{301}"), 1);
+    assert!(line.contains("normalization form C"), "{line}");
+    let line = failure(&register(url, "n1\u{200b}"), 1);
+    assert!(line.contains("U+200B"), "{line}");
+    // The default refuses a look-alike of a live node.
+    assert!(register(url, "paypal").status.success());
+    let line = failure(&register(url, "p\u{430}ypal"), 1);
+    assert!(line.contains("looks like the live node 'paypal'"), "{line}");
+
+    let center = CenterProcess::start(&["--in-memory", "--confusable-ids", "allow"]);
+    let url = center.url.as_str();
+    assert!(register(url, "paypal").status.success());
+    assert!(register(url, "p\u{430}ypal").status.success());
+    // Invisible characters stay refused whatever the setting.
+    failure(&register(url, "\u{feff}paypal"), 1);
+}

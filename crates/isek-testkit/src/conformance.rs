@@ -390,8 +390,26 @@ async fn unknown_node<R: Registry>(registry: &R) -> CheckResult {
 /// Malformed input is InvalidArgument and stores nothing.
 async fn invalid_input<R: Registry>(registry: &R) -> CheckResult {
     let is_invalid: fn(&Error) -> bool = |e| matches!(e, Error::InvalidArgument(_));
-    let cases: [(&str, &str, &str, u16); 5] = [
+    let cases: [(&str, &str, &str, u16); 8] = [
         ("register with empty node id", "", "127.0.0.1", 8000),
+        (
+            "register with a node id not in NFC",
+            "cafe\u{301}",
+            "127.0.0.1",
+            8000,
+        ),
+        (
+            "register with a zero-width space in node id",
+            "n1\u{200b}",
+            "127.0.0.1",
+            8000,
+        ),
+        (
+            "register with a BOM in node id",
+            "\u{feff}n1",
+            "127.0.0.1",
+            8000,
+        ),
         ("register with empty host", "empty-host", "", 8000),
         ("register with port 0", "port-zero", "127.0.0.1", 0),
         ("register with '/' in node id", "a/b", "127.0.0.1", 8000),

@@ -196,15 +196,14 @@ impl EtcdConfig {
 }
 
 /// Checks a node id or parent id is usable as one key segment, with the same rules as
-/// the other backends: 1 to [`MAX_NODE_ID_BYTES`] bytes, no `/`, no control character.
+/// the other backends: 1 to [`MAX_NODE_ID_BYTES`] bytes, no `/`, no control character,
+/// NFC, no invisible character.
 fn validate_segment(what: &str, id: &str) -> Result<()> {
     crate::node_id::check(id, MAX_NODE_ID_BYTES).map_err(|problem| match problem {
         crate::node_id::Problem::Length { .. } => {
             Error::InvalidArgument(format!("{what} {problem}"))
         }
-        crate::node_id::Problem::Character => {
-            Error::InvalidArgument(format!("{what} {id:?} {problem}"))
-        }
+        _ => Error::InvalidArgument(format!("{what} {id:?} {problem}")),
     })
 }
 

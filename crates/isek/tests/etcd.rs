@@ -369,6 +369,19 @@ async fn invalid_arguments_are_rejected() {
             "{id:?} {host:?} {port}"
         );
     }
+    // Look-alike ids: the error names the problem and shows the id escaped.
+    for (id, needle) in [
+        ("cafe\u{301}", "normalization form C"),
+        ("n1\u{200b}", "U+200B"),
+        ("n\u{202e}1", "U+202E"),
+    ] {
+        match reg.register_node(id, "h", 1, Metadata::new()).await {
+            Err(Error::InvalidArgument(message)) => {
+                assert!(message.contains(needle), "{id:?}: {message}");
+            }
+            other => panic!("{id:?}: {other:?}"),
+        }
+    }
     let config = EtcdConfig::new([etcd.endpoint()]).parent("a/b");
     assert!(matches!(
         EtcdRegistry::connect(config, NodeIdentity::generate()).await,

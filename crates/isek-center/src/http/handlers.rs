@@ -62,9 +62,10 @@ pub fn router(center: Center) -> Router {
     request_body(content = RegisterRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Registered (or replaced); a signed registration's answer carries its lease token", body = RegisterAnswer),
-        (status = 400, description = "Not a JSON object, a field missing or invalid, or a malformed A2A card in metadata.agent_card (the field is named in the message)", body = Envelope),
+        (status = 400, description = "Not a JSON object, a field missing or invalid, or a malformed A2A card in metadata.agent_card (the field is named in the message), or a node id not in NFC or with an invisible character", body = Envelope),
         (status = 401, description = "This center requires signed registrations", body = Envelope),
         (status = 403, description = "The id belongs to another key, or the signature or its timestamp is refused", body = Envelope),
+        (status = 409, description = "A new id that looks like a live node's (same UTS #39 confusable skeleton) under --confusable-ids refuse", body = Envelope),
         (status = 413, description = "The body is larger than the limit", body = Envelope),
         (status = 503, description = "The center is full, or its store is not taking writes", body = Envelope),
     )

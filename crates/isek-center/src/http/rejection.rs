@@ -45,6 +45,7 @@ pub fn status_of(kind: RefusalKind) -> StatusCode {
     match kind {
         RefusalKind::Forbidden => StatusCode::FORBIDDEN,
         RefusalKind::SignatureRequired => StatusCode::UNAUTHORIZED,
+        RefusalKind::LookAlike => StatusCode::CONFLICT,
         RefusalKind::Full | RefusalKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

@@ -89,15 +89,21 @@ pub fn parse_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Valu
     }
 }
 
-/// Checks a node id against the limits: 1..=max bytes, no control characters, no '/'.
+/// Checks a node id against the limits: 1..=max bytes, no control characters, no '/',
+/// NFC, no invisible character (the rule of `isek::node_id`); the 400 names which.
 pub fn check_node_id(id: &str, limits: &Limits) -> Result<(), Rejection> {
-    if isek::node_id::check(id, limits.max_node_id_bytes).is_err() {
-        return Err(Rejection::bad_request(format!(
+    use isek::node_id::Problem;
+    match isek::node_id::check(id, limits.max_node_id_bytes) {
+        Ok(()) => Ok(()),
+        Err(Problem::Length { .. } | Problem::Character) => Err(Rejection::bad_request(format!(
             "'node_id' must be 1 to {} bytes of UTF-8 without control characters or '/'.",
             limits.max_node_id_bytes
-        )));
+        ))),
+        Err(problem) => Err(Rejection::bad_request(format!(
+            "'node_id' {problem}: '{}' would look like another id in a listing.",
+            isek::node_id::escaped(id)
+        ))),
     }
-    Ok(())
 }
 
 /// The `node_id` of a renew or deregister body.

@@ -142,6 +142,7 @@ impl Writer {
         plan(
             batch,
             state.leases(),
+            state.skeletons(),
             self.core.horizons(),
             self.max_nodes,
             now,

@@ -1,7 +1,7 @@
 //! The writer's decisions, as a pure function of a batch and the table before it.
 //!
 //! [`plan`] decides, for each queued [`WriteOp`], whether it changes anything and may
-//! (ownership, node cap, replay window): refused requests and requests that change
+//! (ownership, look-alike ids, node cap, replay window): refused requests and requests that change
 //! nothing are answered at once, the rest become [`Plan`]s that the writer commits and
 //! applies. Kept apart from the thread, the store and the lock so its rules are unit
 //! tested with made-up tables.
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::lease::{Expired, LeaseTable};
 use crate::policy::{Guard, Horizons, Refusal, RefusalKind};
 use crate::record::{NodeRecord, Owner};
+use crate::skeleton::{SkeletonIndex, skeleton_of};
 
 /// Why a register or deregister could not be acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,9 +111,11 @@ pub(crate) enum Plan {
 /// in order. Requests that change nothing (refused, not live) are answered at once.
 /// Pure apart from those answers and the replay horizon's acceptance of a signed
 /// registration's timestamp, which happens only once its ownership check passed.
+#[allow(clippy::too_many_lines)]
 pub(crate) fn plan(
     batch: Vec<WriteOp>,
     leases: &LeaseTable<NodeRecord>,
+    skeletons: Option<&SkeletonIndex>,
     horizons: &Horizons,
     max_nodes: Option<usize>,
     now: Instant,
@@ -127,6 +130,8 @@ pub(crate) fn plan(
             Some(owner) => owner.clone(),
             None => leases.get(id, now).and_then(|e| e.value.owner().cloned()),
         };
+    // Skeletons of the new ids this batch puts (look-alikes of each other count too).
+    let mut new_skeletons: Vec<(String, Arc<str>)> = Vec::new();
     // Entries in the table plus those this batch adds (for `max_nodes`).
     let mut count = leases.len();
     let mut plans = Vec::with_capacity(batch.len());
@@ -152,6 +157,36 @@ pub(crate) fn plan(
                     let _ = reply.send(Err(WriteError::Refused(refusal)));
                     continue;
                 }
+                let skeleton = match skeletons {
+                    Some(_) if !live => Some(skeleton_of(&id)),
+                    _ => None,
+                };
+                if let Some(skeleton) = &skeleton {
+                    let is_live = |other: &Arc<str>| {
+                        touched
+                            .get(other)
+                            .copied()
+                            .unwrap_or_else(|| leases.is_live(other, now))
+                    };
+                    let in_table = skeletons
+                        .into_iter()
+                        .flat_map(|index| index.look_alikes(&id, skeleton));
+                    let in_batch = new_skeletons
+                        .iter()
+                        .filter(|(s, other)| s == skeleton && **other != *id)
+                        .map(|(_, other)| other);
+                    if let Some(other) = in_table.chain(in_batch).find(|other| is_live(other)) {
+                        let _ = reply.send(Err(WriteError::Refused(Refusal::new(
+                            RefusalKind::LookAlike,
+                            format!(
+                                "'node_id' '{}' looks like the live node '{}' (the same Unicode confusable skeleton, UTS #39): look-alike ids are refused (--confusable-ids).",
+                                isek::node_id::escaped(&id),
+                                isek::node_id::escaped(other),
+                            ),
+                        ))));
+                        continue;
+                    }
+                }
                 let known = live || leases.generation(&id).is_some();
                 if !known && max_nodes.is_some_and(|max| count >= max) {
                     let _ = reply.send(Err(WriteError::Refused(Refusal::new(
@@ -171,6 +206,9 @@ pub(crate) fn plan(
                 }
                 touched.insert(Arc::clone(&id), true);
                 owners.insert(Arc::clone(&id), record.owner().cloned());
+                if let Some(skeleton) = skeleton {
+                    new_skeletons.push((skeleton, Arc::clone(&id)));
+                }
                 plans.push(Plan::Put { id, record, reply });
             }
             WriteOp::Delete { id, guard, reply } => {
@@ -289,6 +327,7 @@ mod tests {
         let plans = plan(
             vec![p1, d1, d2, p2, expire_old, late_expiry],
             &leases,
+            None,
             &horizons,
             None,
             t0,
@@ -319,6 +358,7 @@ mod tests {
         let plans = plan(
             vec![hijack, full, again],
             &leases,
+            None,
             &horizons,
             Some(1),
             t0,
@@ -333,5 +373,36 @@ mod tests {
         assert_eq!(refusal(too_many.try_recv()), Some(RefusalKind::Full));
         // The refused hijack did not consume the timestamp: the owner's same-ms op passed.
         assert_eq!(horizons.last("owned"), Some(now_ms));
+    }
+
+    #[test]
+    fn look_alikes_are_refused_against_the_table_and_earlier_puts_of_the_batch() {
+        let t0 = Instant::now();
+        let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
+        let mut index = SkeletonIndex::new();
+        let live: Arc<str> = Arc::from("paypal");
+        leases.insert(Arc::clone(&live), record(), 1, t0);
+        index.insert(&live);
+        let horizons = Horizons::new(0);
+        let (fake, mut refused) = put("p\u{430}ypal", record(), Guard::Unsigned, None);
+        let (first, _ok) = put("node-1", record(), Guard::Unsigned, None);
+        let (second, mut refused_too) = put("node-l", record(), Guard::Unsigned, None);
+        let (again, _ok_again) = put("paypal", record(), Guard::Unsigned, None);
+        let plans = plan(
+            vec![fake, first, second, again],
+            &leases,
+            Some(&index),
+            &horizons,
+            None,
+            t0,
+            0,
+        );
+        assert_eq!(kinds(&plans), ["put node-1", "put paypal"]);
+        for answer in [refused.try_recv(), refused_too.try_recv()] {
+            assert!(
+                matches!(&answer, Ok(Err(WriteError::Refused(r))) if r.kind == RefusalKind::LookAlike),
+                "{answer:?}"
+            );
+        }
     }
 }

@@ -233,10 +233,11 @@ impl Center {
 
     /// Registers (or replaces) a node durably and starts its lease; returns once the
     /// registration is committed to the store and visible, with the fresh lease token
-    /// of a signed registration. The ownership check (may this request replace the
-    /// live node's owner?) runs in the writer together with the write it allows; a
-    /// signed registration's op-proof timestamp is accepted (window, no replay) only
-    /// once that check passed.
+    /// of a signed registration. A signed registration's op-proof timestamp is
+    /// accepted first (window, no replay, per id and key), so whatever the answer,
+    /// a copy of this registration is refused from now on; the ownership check (may
+    /// this request replace the live node's owner?) runs in the writer together with
+    /// the write it allows.
     pub async fn register(&self, request: Register) -> Result<Option<String>, WriteError> {
         let Register {
             node_id,
@@ -244,24 +245,25 @@ impl Center {
             signer,
             operator,
         } = request;
-        let (record, guard, token, timestamp) = match signer {
+        let (record, guard, token) = match signer {
             Some(Signer { key, timestamp }) => {
+                self.inner.core.horizons().accept(
+                    &node_id,
+                    &key,
+                    timestamp,
+                    crate::policy::unix_now(),
+                )?;
                 let (owner, token) = crate::policy::new_owner(key.clone())?;
-                (
-                    record.with_owner(Some(owner)),
-                    Guard::Key(key),
-                    Some(token),
-                    Some(timestamp),
-                )
+                (record.with_owner(Some(owner)), Guard::Key(key), Some(token))
             }
-            None if operator => (record, Guard::Admin, None, None),
+            None if operator => (record, Guard::Admin, None),
             None if self.config().security.require_signatures => {
                 return Err(WriteError::Refused(Refusal::new(
                     RefusalKind::SignatureRequired,
                     "This center requires signed registrations: add 'public_key' and 'signature' (see isek register --identity).",
                 )));
             }
-            None => (record, Guard::Unsigned, None, None),
+            None => (record, Guard::Unsigned, None),
         };
         let signed = token.is_some();
         let (reply, answer) = oneshot::channel();
@@ -270,7 +272,6 @@ impl Center {
             id: Arc::clone(&id),
             record,
             guard,
-            timestamp,
             reply,
         };
         let written = self.write(op, answer).await;

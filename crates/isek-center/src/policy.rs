@@ -7,10 +7,10 @@
 //! and the write it allows cannot be separated by another write):
 //!
 //! - [`Guard::Token`]: the hash of a presented lease token (cheap: no signature);
-//! - [`Guard::Key`]: a key whose signature the handler already verified (and, for
-//!   renew/deregister, whose timestamp it accepted: inside the window, newer than the
-//!   last one; a registration's op-proof timestamp is accepted by the writer, once the
-//!   ownership check passed, so a refused registration consumes nothing);
+//! - [`Guard::Key`]: a key whose signature the handler already verified and whose
+//!   timestamp the center accepted (inside the window, newer than the last one of
+//!   that key for that id), before any other check: a refused registration has used
+//!   its op proof up, like an accepted one;
 //! - [`Guard::Unsigned`]: no proof at all (the original protocol) — allowed only on
 //!   nodes that have no owner;
 //! - [`Guard::Admin`]: the operator (admin token) or in-process callers.
@@ -21,12 +21,18 @@
 //!
 //! Replay: the registration signature covers only `node_info` (it is the etcd entry's
 //! signature, which has no timestamp), so a signed registration also carries an op
-//! proof (`timestamp`, `op_signature` over `{"node_id", "op": "register",
-//! "timestamp"}`). Every signed op's timestamp (Unix ms) goes through [`Horizons`]:
-//! within the window of the center's clock, newer than the last one accepted for the
-//! node id (kept after the node is deregistered or expired, for as long as it can
-//! matter), and newer than the center's start (see [`Horizons::new`] for why that
-//! replaces persisting the timestamps).
+//! proof (`timestamp`, `op_signature` over `{"node_id", "node_info_sha256", "op":
+//! "register", "timestamp"}`: the digest binds it to that one record). Every signed
+//! op's timestamp (Unix ms) goes through [`Horizons`]: within the window of the
+//! center's clock, newer than the last one accepted for the node id *and key* (kept
+//! after the node is deregistered or expired, for as long as it can matter), and
+//! newer than the center's start (see [`Horizons::new`]).
+//!
+//! Why per key: a timestamp is used up as soon as its signature verifies, whatever
+//! the answer, so no copy of a refused registration (503 full, 403, 409) can be
+//! replayed for a token; keyed by id alone, that would let anyone with a key push a
+//! node's horizon ahead and make its owner's next signed ops look like replays. A
+//! signature by one key never acts on a node owned by another, so per key is as tight.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -34,7 +40,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use isek::identity::{PublicKey, Signature, SignatureAlg};
-use isek::wire::proof::{REGISTER_OP, TIMESTAMP_WINDOW_MS, operation_bytes, unix_millis};
+use isek::wire::proof::{
+    NODE_INFO_DIGEST_FIELD, REGISTER_OP, TIMESTAMP_WINDOW_MS, operation_bytes,
+    register_operation_bytes, unix_millis,
+};
 use sha2::{Digest, Sha256};
 
 use crate::record::Owner;
@@ -49,12 +58,13 @@ const MAX_HORIZONS: usize = 1 << 20;
 /// Fewest entries before [`Horizons`] prunes (amortizes the walk).
 const MIN_PRUNE_AT: usize = 1024;
 
-/// The replay horizon of signed operations: per node id, the newest timestamp accepted
-/// by any signed op (register, renew, deregister), whether the node is still live or
-/// not, so a captured registration or signature cannot be replayed after its node was
-/// deregistered or expired either. An entry matters only while its timestamp is inside
-/// the window (an older timestamp is refused as stale anyway), so entries older than
-/// the window are pruned and the table holds at most the ids signed for in the last
+/// The replay horizon of signed operations: per node id and key, the newest timestamp
+/// accepted by any signed op (register, renew, deregister), whether the node is still
+/// live or not and whether the op was then carried out or refused, so a captured
+/// registration or signature cannot be replayed after its node was deregistered or
+/// expired either. An entry matters only while its timestamp is inside the window (an
+/// older timestamp is refused as stale anyway), so entries older than the window are
+/// pruned and the table holds at most the (id, key) pairs signed for in the last
 /// window.
 #[derive(Debug)]
 pub struct Horizons {
@@ -65,13 +75,21 @@ pub struct Horizons {
 /// The mutable part of [`Horizons`].
 #[derive(Debug)]
 struct HorizonState {
-    /// Newest accepted timestamp (Unix ms) per node id.
-    last: HashMap<Box<str>, u64>,
+    /// Newest accepted timestamp (Unix ms) per node id and key digest.
+    last: HashMap<(Box<str>, KeyDigest), u64>,
     /// Every timestamp at or below it is refused, for every id: the center's start,
     /// raised when the table overflowed and was forgotten.
     floor: u64,
     /// Table size at which the next prune runs.
     prune_at: usize,
+}
+
+/// SHA-256 of a key's base64 text: what [`Horizons`] tells keys apart by.
+pub type KeyDigest = [u8; 32];
+
+/// The [`KeyDigest`] of `key`.
+pub fn key_digest(key: &PublicKey) -> KeyDigest {
+    Sha256::digest(key.to_base64().as_bytes()).into()
 }
 
 impl Horizons {
@@ -97,10 +115,17 @@ impl Horizons {
         }
     }
 
-    /// Accepts `timestamp` (Unix ms) for a signed op on `id` if it is within the window
-    /// of `now`, newer than the floor and newer than every timestamp accepted for `id`
-    /// before (atomically: two concurrent uses of one signature cannot both pass).
-    pub fn accept(&self, id: &str, timestamp: u64, now: u64) -> Result<(), Refusal> {
+    /// Accepts `timestamp` (Unix ms) for a signed op on `id` by `key` if it is within
+    /// the window of `now`, newer than the floor and newer than every timestamp
+    /// accepted for `id` and `key` before (atomically: two concurrent uses of one
+    /// signature cannot both pass).
+    pub fn accept(
+        &self,
+        id: &str,
+        key: &PublicKey,
+        timestamp: u64,
+        now: u64,
+    ) -> Result<(), Refusal> {
         if timestamp.abs_diff(now) > TIMESTAMP_WINDOW_MS {
             let hint = if timestamp < 100_000_000_000 {
                 " (timestamps are Unix milliseconds)"
@@ -118,16 +143,17 @@ impl Horizons {
                 state.floor
             )));
         }
-        match state.last.get_mut(id) {
+        let slot = (Box::from(id), key_digest(key));
+        match state.last.get_mut(&slot) {
             Some(last) if timestamp <= *last => Err(Refusal::forbidden(format!(
-                "The signed timestamp {timestamp} is not newer than the last accepted one ({last}) for node '{id}': replayed signature."
+                "The signed timestamp {timestamp} is not newer than the last accepted one ({last}) for node '{id}' and this key: replayed signature."
             ))),
             Some(last) => {
                 *last = timestamp;
                 Ok(())
             }
             None => {
-                state.last.insert(Box::from(id), timestamp);
+                state.last.insert(slot, timestamp);
                 if state.last.len() >= state.prune_at {
                     state.prune(now);
                 }
@@ -136,19 +162,19 @@ impl Horizons {
         }
     }
 
-    /// The newest timestamp accepted for `id`, if it is remembered.
-    pub fn last(&self, id: &str) -> Option<u64> {
+    /// The newest timestamp accepted for `id` and `key`, if it is remembered.
+    pub fn last(&self, id: &str, key: &PublicKey) -> Option<u64> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.last.get(id).copied()
+        state.last.get(&(Box::from(id), key_digest(key))).copied()
     }
 
-    /// Number of node ids remembered.
+    /// Number of (node id, key) pairs remembered.
     pub fn len(&self) -> usize {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.last.len()
     }
 
-    /// Whether no node id is remembered.
+    /// Whether no (node id, key) pair is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -358,27 +384,29 @@ pub fn verify_registration(
 /// registration could be replayed.
 pub fn missing_op_proof(node_id: &str) -> Refusal {
     Refusal::forbidden(format!(
-        "A signed registration needs an op proof: 'timestamp' (Unix milliseconds) and 'op_signature', a signature by the same key over {{\"node_id\", \"op\": \"{REGISTER_OP}\", \"timestamp\"}}; without it, node '{node_id}' is refused (a copy of a registration must not be replayable)."
+        "A signed registration needs an op proof: 'timestamp' (Unix milliseconds) and 'op_signature', a signature by the same key over {{\"node_id\", \"{NODE_INFO_DIGEST_FIELD}\", \"op\": \"{REGISTER_OP}\", \"timestamp\"}}; without it, node '{node_id}' is refused (a copy of a registration must not be replayable)."
     ))
 }
 
-/// Checks the op proof of a signed registration (`register`, the node id and the
-/// timestamp, signed by the same key).
+/// Checks the op proof of a signed registration (`register`, the node id, the
+/// timestamp and `node_info_digest`, the digest of the record it registers, signed by
+/// the same key).
 pub fn verify_register_op(
     node_id: &str,
     key: &PublicKey,
     timestamp: u64,
+    node_info_digest: &str,
     op_signature: &Signature,
     alg: SignatureAlg,
 ) -> Result<(), Refusal> {
     key.verify(
-        &operation_bytes(REGISTER_OP, node_id, timestamp),
+        &register_operation_bytes(node_id, timestamp, node_info_digest),
         op_signature,
         alg,
     )
     .map_err(|_| {
         Refusal::forbidden(format!(
-            "The '{REGISTER_OP}' op signature of node '{node_id}' does not verify with its 'public_key'."
+            "The '{REGISTER_OP}' op signature of node '{node_id}' does not verify with its 'public_key' over this registration ('{NODE_INFO_DIGEST_FIELD}' is the SHA-256 of the signed node_info)."
         ))
     })
 }
@@ -403,7 +431,7 @@ pub fn verify_act(
                 "The '{op}' signature does not verify with the key that owns node '{id}'."
             ))
         })?;
-    horizons.accept(id, timestamp, unix_millis())?;
+    horizons.accept(id, owner.key(), timestamp, unix_millis())?;
     Ok(Guard::Key(owner.key().clone()))
 }
 
@@ -419,44 +447,49 @@ mod tests {
     use isek::identity::NodeIdentity;
 
     #[test]
-    fn timestamps_must_be_fresh_increasing_per_id_and_after_the_start() {
+    fn timestamps_must_be_fresh_increasing_per_id_and_key_and_after_the_start() {
         let start = 1_700_000_000_000;
         let h = Horizons::new(start);
+        let k = NodeIdentity::generate().public_key().clone();
+        let other = NodeIdentity::generate().public_key().clone();
         let now = start + 60_000;
-        assert!(h.accept("a", now, now).is_ok());
-        assert!(h.accept("a", now, now).is_err(), "replay");
-        assert!(h.accept("a", now - 1, now).is_err(), "older");
-        assert!(h.accept("b", now - 1, now).is_ok(), "per id");
-        assert!(h.accept("a", now + 30_001, now).is_err(), "future");
-        assert!(h.accept("a", now + 30_000, now).is_ok());
-        assert!(h.accept("c", now - 30_001, now).is_err(), "stale");
-        let seconds = h.accept("c", now / 1000, now).unwrap_err();
+        assert!(h.accept("a", &k, now, now).is_ok());
+        assert!(h.accept("a", &k, now, now).is_err(), "replay");
+        assert!(h.accept("a", &k, now - 1, now).is_err(), "older");
+        assert!(h.accept("b", &k, now - 1, now).is_ok(), "per id");
+        assert!(h.accept("a", &other, now - 1, now).is_ok(), "per key");
+        assert_eq!(h.last("a", &k), Some(now));
+        assert!(h.accept("a", &k, now + 30_001, now).is_err(), "future");
+        assert!(h.accept("a", &k, now + 30_000, now).is_ok());
+        assert!(h.accept("c", &k, now - 30_001, now).is_err(), "stale");
+        let seconds = h.accept("c", &k, now / 1000, now).unwrap_err();
         assert!(seconds.message.contains("milliseconds"), "{seconds}");
         // Made before the start: refused even within the window.
         let early = Horizons::new(now);
-        assert!(early.accept("d", now - 5, now).is_err());
-        assert!(early.accept("d", now, now).is_err());
-        assert!(early.accept("d", now + 1, now).is_ok());
+        assert!(early.accept("d", &k, now - 5, now).is_err());
+        assert!(early.accept("d", &k, now, now).is_err());
+        assert!(early.accept("d", &k, now + 1, now).is_ok());
     }
 
     #[test]
     fn horizons_forget_what_is_out_of_the_window_and_collapse_when_overfull() {
         let h = Horizons::new(0);
+        let k = NodeIdentity::generate().public_key().clone();
         let t0 = 1_700_000_000_000;
         for i in 0..MIN_PRUNE_AT - 1 {
-            assert!(h.accept(&format!("old-{i}"), t0, t0).is_ok());
+            assert!(h.accept(&format!("old-{i}"), &k, t0, t0).is_ok());
         }
         assert_eq!(h.len(), MIN_PRUNE_AT - 1);
         // One window later the next insert prunes every old entry.
         let t1 = t0 + TIMESTAMP_WINDOW_MS + 1;
-        assert!(h.accept("new", t1, t1).is_ok());
+        assert!(h.accept("new", &k, t1, t1).is_ok());
         assert_eq!(h.len(), 1);
-        assert_eq!(h.last("new"), Some(t1));
-        assert_eq!(h.last("old-0"), None);
+        assert_eq!(h.last("new", &k), Some(t1));
+        assert_eq!(h.last("old-0", &k), None);
         // Overfull within one window: everything up to the newest is refused.
         let mut state = HorizonState {
             last: (0..=MAX_HORIZONS / 2)
-                .map(|i| (i.to_string().into_boxed_str(), t1 + i as u64 % 7))
+                .map(|i| ((i.to_string().into_boxed_str(), [0; 32]), t1 + i as u64 % 7))
                 .collect(),
             floor: 0,
             prune_at: 0,

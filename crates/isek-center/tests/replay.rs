@@ -12,12 +12,12 @@ use axum::http::{Method, Request, StatusCode};
 use isek::identity::NodeIdentity;
 use isek::wire::proof::{
     DEREGISTER_OP, ProofRequest, REGISTER_OP, RENEW_OP, SignedRegisterRequest, next_timestamp,
-    operation_bytes,
+    operation_bytes, register_operation_bytes,
 };
 use isek_center::Config;
 use isek_testkit::router::{DEREGISTER, REGISTER, RENEW, TestCenter};
 use isek_testkit::signed::{
-    Scene, assert_forbidden, entry, register_body, renew_with_token, signed_body,
+    Scene, assert_forbidden, digest_of, entry, register_body, renew_with_token, signed_body,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -130,14 +130,18 @@ async fn a_signed_registration_needs_an_op_proof_by_the_same_key() {
                 .to_base64()
         );
         assert_forbidden(&s.c.post(REGISTER, &body.to_string()).await, "op signature");
-        // The owner's op proof for another op, node or time.
-        for (op, node, ts) in [
-            (RENEW_OP, id, timestamp),
-            (REGISTER_OP, "someone-else", timestamp),
-            (REGISTER_OP, id, timestamp + 1),
+        // The owner's op proof for another op, node, time or record, or without the
+        // record's digest.
+        let digest = digest_of(&full);
+        for bytes in [
+            operation_bytes(RENEW_OP, id, timestamp),
+            operation_bytes(REGISTER_OP, id, timestamp),
+            register_operation_bytes("someone-else", timestamp, &digest),
+            register_operation_bytes(id, timestamp + 1, &digest),
+            register_operation_bytes(id, timestamp, &"0".repeat(64)),
         ] {
             let mut body = full.clone();
-            body["op_signature"] = json!(s.owner.sign(&operation_bytes(op, node, ts)).to_base64());
+            body["op_signature"] = json!(s.owner.sign(&bytes).to_base64());
             assert_forbidden(&s.c.post(REGISTER, &body.to_string()).await, "op signature");
         }
         // A timestamp outside the window (correctly signed by the owner).
@@ -191,6 +195,85 @@ async fn a_refused_registration_does_not_move_the_owners_replay_horizon() {
         .await
         .assert_envelope(200, "Lease for node 'victim' renewed successfully.");
     register_body(&s.c, &signed_body(&s.owner, "victim", 9000)).await;
+}
+
+/// A 30 s lease center holding at most `max_nodes` nodes.
+async fn capped(max_nodes: usize) -> TestCenter {
+    TestCenter::with_config(Config {
+        security: isek_center::Security {
+            max_nodes: Some(max_nodes),
+            ..isek_center::Security::default()
+        },
+        ..Config::in_memory(Duration::from_secs(30))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_registration_refused_as_full_cannot_be_replayed_for_a_token() {
+    // Issue 15 item 2: a 503 used to leave the op proof unused, so whoever held a copy
+    // could resend it once there was room and get the owner's lease token.
+    let c = capped(1).await;
+    assert_eq!(c.register("filler").await.status, StatusCode::OK);
+    let owner = NodeIdentity::generate();
+    let captured = signed_body(&owner, "victim", 9000);
+    let a = c.post(REGISTER, &captured).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.body);
+    assert_eq!(c.deregister("filler").await.status, StatusCode::OK);
+    // A third party resends the refused registration verbatim: no token.
+    let replay = c.post(REGISTER, &captured).await;
+    assert_forbidden(&replay, "replayed");
+    assert!(!replay.body.contains("lease_token"), "{}", replay.body);
+    assert!(entry(&c, "victim").await.is_none());
+    // The owner, signing afresh, registers and alone holds the token.
+    let token = register_body(&c, &signed_body(&owner, "victim", 9000)).await;
+    renew_with_token(&c, "victim", &token)
+        .await
+        .assert_envelope(200, "Lease for node 'victim' renewed successfully.");
+}
+
+#[tokio::test]
+async fn an_op_proof_cannot_be_paired_with_an_older_signed_record() {
+    // The older record: the owner's etcd entry (node_info and its signature, which
+    // anyone can read), pointing at the old port.
+    let c = TestCenter::with_ttl(Duration::from_secs(30)).await;
+    let owner = NodeIdentity::generate();
+    let old: Value = serde_json::from_str(&signed_body(&owner, "victim", 9000)).unwrap();
+    // The owner's new registration (port 9001), captured in flight.
+    let new: Value = serde_json::from_str(&signed_body(&owner, "victim", 9001)).unwrap();
+    let mut paired = old.clone();
+    paired["timestamp"] = new["timestamp"].clone();
+    paired["op_signature"] = new["op_signature"].clone();
+    let a = c.post(REGISTER, &paired.to_string()).await;
+    assert_forbidden(&a, "op signature");
+    assert!(!a.body.contains("lease_token"), "{}", a.body);
+    assert!(entry(&c, "victim").await.is_none());
+    // The failed pairing used nothing up: the owner's registration goes through.
+    let token = register_body(&c, &new.to_string()).await;
+    assert_eq!(entry(&c, "victim").await.unwrap()["port"], 9001);
+    renew_with_token(&c, "victim", &token)
+        .await
+        .assert_envelope(200, "Lease for node 'victim' renewed successfully.");
+}
+
+#[tokio::test]
+async fn a_registration_refused_for_ownership_or_a_look_alike_is_used_up_too() {
+    let s = Scene::new().await;
+    // Another key's registration of the victim: 403, and no copy of it works later.
+    let other = NodeIdentity::generate();
+    let hijack = signed_body(&other, "victim", 6666);
+    assert_forbidden(&s.c.post(REGISTER, &hijack).await, "another key");
+    assert_forbidden(&s.c.post(REGISTER, &hijack).await, "replayed");
+    // A look-alike of a live node (409), replayed once that node is gone: refused.
+    let look_alike = signed_body(&other, "v\u{456}ctim", 6666); // Cyrillic i
+    let a = s.c.post(REGISTER, &look_alike).await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+    let gone = serde_json::to_string(&ProofRequest::with_token("victim", &s.token)).unwrap();
+    s.c.post(DEREGISTER, &gone)
+        .await
+        .assert_envelope(200, "Node 'victim' deregistered successfully.");
+    assert_forbidden(&s.c.post(REGISTER, &look_alike).await, "replayed");
+    assert!(s.c.listed_ids().await.is_empty());
 }
 
 #[tokio::test]

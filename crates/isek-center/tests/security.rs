@@ -15,8 +15,8 @@ use std::time::Duration;
 use axum::http::{Method, Request, StatusCode};
 use isek::identity::NodeIdentity;
 use isek::wire::proof::{
-    DEREGISTER_OP, ProofRequest, REGISTER_OP, RENEW_OP, SignedRegisterRequest, next_timestamp,
-    operation_bytes,
+    DEREGISTER_OP, ProofRequest, RENEW_OP, SignedRegisterRequest, next_timestamp, node_info_digest,
+    register_operation_bytes,
 };
 use isek_center::Config;
 use isek_center::Security;
@@ -195,7 +195,11 @@ async fn a_signed_registration_is_the_etcd_entry_and_accepts_legacy_sha1() {
     // The op proof uses the same algorithm (`signature_alg` covers both signatures).
     let timestamp = next_timestamp();
     let op_signature = identity
-        .sign_legacy_sha1(&operation_bytes(REGISTER_OP, "n", timestamp))
+        .sign_legacy_sha1(&register_operation_bytes(
+            "n",
+            timestamp,
+            &node_info_digest(&bytes),
+        ))
         .unwrap()
         .to_base64();
     let body = json!({"node_id": "n", "host": "h", "port": 7, "metadata": metadata,

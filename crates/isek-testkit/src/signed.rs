@@ -128,6 +128,19 @@ pub fn signed_body(identity: &NodeIdentity, id: &str, port: u16) -> String {
     serde_json::to_string(&body).unwrap()
 }
 
+/// The `node_info_sha256` of a signed register body (the digest its op proof covers).
+pub fn digest_of(body: &Value) -> String {
+    let metadata = body["metadata"].as_object().cloned().unwrap_or_default();
+    let node_info = isek::wire::proof::registration_node_info(
+        body["node_id"].as_str().unwrap(),
+        body["host"].as_str().unwrap(),
+        u16::try_from(body["port"].as_u64().unwrap()).unwrap(),
+        body["public_key"].as_str().unwrap(),
+        &metadata,
+    );
+    isek::wire::proof::node_info_digest(&isek::wire::proof::registration_bytes(&node_info))
+}
+
 /// POSTs a register body; returns the lease token of a 200.
 pub async fn register_body(c: &TestCenter, body: &str) -> String {
     let a = c.post(REGISTER, body).await;

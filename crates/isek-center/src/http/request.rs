@@ -19,7 +19,9 @@ use isek::wire::center::{
     BODY_MUST_BE_JSON_MESSAGE, NODE_ID_REQUIRED_MESSAGE, PORT_NOT_INTEGER_MESSAGE,
     REQUIRED_FIELDS_MESSAGE,
 };
-use isek::wire::proof::{ADMIN_AUTH_SCHEME, registration_bytes, registration_node_info};
+use isek::wire::proof::{
+    ADMIN_AUTH_SCHEME, node_info_digest, registration_bytes, registration_node_info,
+};
 use serde_json::{Map, Value};
 
 use super::Rejection;
@@ -277,7 +279,8 @@ pub fn proof_of(body: &Map<String, Value>) -> Result<Proof, Rejection> {
 
 /// Verifies the signatures of a register body, if it has them: `None` for an unsigned
 /// registration, the signer for a valid signed one (its `node_info` signature AND its
-/// op proof over `register`, the node id and the timestamp), 400/403 otherwise.
+/// op proof over `register`, the node id, the timestamp and the digest of that
+/// `node_info`), 400/403 otherwise.
 pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<Signer>, Rejection> {
     let key = optional_str(body, "public_key")?;
     let signature = optional_str(body, "signature")?;
@@ -313,13 +316,8 @@ pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<Signer>, 
         _ => &empty,
     };
     let node_info = registration_node_info(node_id, host, port, key.to_base64(), metadata);
-    policy::verify_registration(
-        node_id,
-        &key,
-        &registration_bytes(&node_info),
-        &signature,
-        alg,
-    )?;
+    let signed = registration_bytes(&node_info);
+    policy::verify_registration(node_id, &key, &signed, &signature, alg)?;
     // The node_info signature has no time in it (it is the etcd entry's): without a
     // fresh op proof, a copy of the registration could be replayed.
     let (Some(timestamp), Some(op_signature)) =
@@ -329,7 +327,16 @@ pub fn registration_signer(body: &Map<String, Value>) -> Result<Option<Signer>, 
     };
     let op_signature = Signature::from_base64(op_signature)
         .map_err(|e| Rejection::bad_request(format!("'op_signature': {e}.")))?;
-    policy::verify_register_op(node_id, &key, timestamp, &op_signature, alg)?;
+    // The op proof covers the digest of this record: it cannot be paired with another
+    // signed record of the id (an older entry read from etcd, say).
+    policy::verify_register_op(
+        node_id,
+        &key,
+        timestamp,
+        &node_info_digest(&signed),
+        &op_signature,
+        alg,
+    )?;
     Ok(Some(Signer { key, timestamp }))
 }
 

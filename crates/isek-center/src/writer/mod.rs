@@ -143,10 +143,8 @@ impl Writer {
             batch,
             state.leases(),
             state.skeletons(),
-            self.core.horizons(),
             self.max_nodes,
             now,
-            crate::policy::unix_now(),
         )
     }
 

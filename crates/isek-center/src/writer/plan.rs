@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::lease::{Expired, LeaseTable};
-use crate::policy::{Guard, Horizons, Refusal, RefusalKind};
+use crate::policy::{Guard, Refusal, RefusalKind};
 use crate::record::{NodeRecord, Owner};
 use crate::skeleton::{SkeletonIndex, skeleton_of};
 
@@ -49,10 +49,6 @@ pub(crate) enum WriteOp {
         record: NodeRecord,
         /// The proof the registration carries, checked against the current owner.
         guard: Guard,
-        /// Timestamp (Unix ms) of a signed registration's op proof: accepted by the
-        /// replay horizon only after the ownership check passed, so a refused
-        /// registration cannot push the horizon of a node it does not own.
-        timestamp: Option<u64>,
         /// Answered after the commit.
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
@@ -109,17 +105,14 @@ pub(crate) enum Plan {
 /// Decides a batch against `leases` (the table before it) and the earlier operations
 /// of the same batch, as if they ran one by one in queue order: the plans to commit,
 /// in order. Requests that change nothing (refused, not live) are answered at once.
-/// Pure apart from those answers and the replay horizon's acceptance of a signed
-/// registration's timestamp, which happens only once its ownership check passed.
+/// Pure apart from those answers.
 #[allow(clippy::too_many_lines)]
 pub(crate) fn plan(
     batch: Vec<WriteOp>,
     leases: &LeaseTable<NodeRecord>,
     skeletons: Option<&SkeletonIndex>,
-    horizons: &Horizons,
     max_nodes: Option<usize>,
     now: Instant,
-    now_ms: u64,
 ) -> Vec<Plan> {
     // Ids changed earlier in this batch: whether they are live after that change.
     let mut touched: HashMap<Arc<str>, bool> = HashMap::new();
@@ -141,7 +134,6 @@ pub(crate) fn plan(
                 id,
                 record,
                 guard,
-                timestamp,
                 reply,
             } => {
                 let live = touched
@@ -193,12 +185,6 @@ pub(crate) fn plan(
                         RefusalKind::Full,
                         format!("center is full ({count} nodes)"),
                     ))));
-                    continue;
-                }
-                if let Some(timestamp) = timestamp
-                    && let Err(refusal) = horizons.accept(&id, timestamp, now_ms)
-                {
-                    let _ = reply.send(Err(WriteError::Refused(refusal)));
                     continue;
                 }
                 if !known {
@@ -263,14 +249,12 @@ mod tests {
         id: &str,
         record: NodeRecord,
         guard: Guard,
-        timestamp: Option<u64>,
     ) -> (WriteOp, oneshot::Receiver<Result<(), WriteError>>) {
         let (reply, answer) = oneshot::channel();
         let op = WriteOp::Put {
             id: Arc::from(id),
             record,
             guard,
-            timestamp,
             reply,
         };
         (op, answer)
@@ -306,8 +290,7 @@ mod tests {
         let t0 = Instant::now();
         let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
         leases.insert(Arc::from("old"), record(), 1, t0);
-        let horizons = Horizons::new(0);
-        let (p1, _a1) = put("a", record(), Guard::Unsigned, None);
+        let (p1, _a1) = put("a", record(), Guard::Unsigned);
         let (d1, a2) = delete("a", Guard::Unsigned);
         let (d2, mut a3) = delete("ghost", Guard::Unsigned);
         let expire_old = WriteOp::Expire {
@@ -316,7 +299,7 @@ mod tests {
                 generation: 1,
             }],
         };
-        let (p2, _a4) = put("old", record(), Guard::Unsigned, None);
+        let (p2, _a4) = put("old", record(), Guard::Unsigned);
         // "old" re-registered earlier in the batch: its expiry is no longer ours.
         let late_expiry = WriteOp::Expire {
             expired: vec![Expired {
@@ -328,10 +311,8 @@ mod tests {
             vec![p1, d1, d2, p2, expire_old, late_expiry],
             &leases,
             None,
-            &horizons,
             None,
             t0,
-            0,
         );
         assert_eq!(kinds(&plans), ["put a", "delete a", "put old"]);
         assert_eq!(a3.try_recv(), Ok(Ok(false)), "not live: answered at once");
@@ -343,27 +324,17 @@ mod tests {
     }
 
     #[test]
-    fn ownership_the_node_cap_and_the_replay_horizon_are_decided_in_order() {
+    fn ownership_and_the_node_cap_are_decided_in_order() {
         let t0 = Instant::now();
         let owner_key = NodeIdentity::generate().public_key().clone();
         let other = NodeIdentity::generate().public_key().clone();
         let owned = record().with_owner(Some(Arc::new(Owner::new(owner_key.clone(), None))));
         let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
         leases.insert(Arc::from("owned"), owned.clone(), 1, t0);
-        let horizons = Horizons::new(0);
-        let now_ms = 1_800_000_000_000;
-        let (hijack, mut refused) = put("owned", record(), Guard::Key(other), Some(now_ms));
-        let (full, mut too_many) = put("new", record(), Guard::Unsigned, None);
-        let (again, _ok) = put("owned", owned, Guard::Key(owner_key), Some(now_ms));
-        let plans = plan(
-            vec![hijack, full, again],
-            &leases,
-            None,
-            &horizons,
-            Some(1),
-            t0,
-            now_ms,
-        );
+        let (hijack, mut refused) = put("owned", record(), Guard::Key(other));
+        let (full, mut too_many) = put("new", record(), Guard::Unsigned);
+        let (again, _ok) = put("owned", owned, Guard::Key(owner_key));
+        let plans = plan(vec![hijack, full, again], &leases, None, Some(1), t0);
         assert_eq!(kinds(&plans), ["put owned"]);
         let refusal = |r: Result<Result<(), WriteError>, _>| match r {
             Ok(Err(WriteError::Refused(refusal))) => Some(refusal.kind),
@@ -371,8 +342,6 @@ mod tests {
         };
         assert_eq!(refusal(refused.try_recv()), Some(RefusalKind::Forbidden));
         assert_eq!(refusal(too_many.try_recv()), Some(RefusalKind::Full));
-        // The refused hijack did not consume the timestamp: the owner's same-ms op passed.
-        assert_eq!(horizons.last("owned"), Some(now_ms));
     }
 
     #[test]
@@ -383,19 +352,16 @@ mod tests {
         let live: Arc<str> = Arc::from("paypal");
         leases.insert(Arc::clone(&live), record(), 1, t0);
         index.insert(&live);
-        let horizons = Horizons::new(0);
-        let (fake, mut refused) = put("p\u{430}ypal", record(), Guard::Unsigned, None);
-        let (first, _ok) = put("node-1", record(), Guard::Unsigned, None);
-        let (second, mut refused_too) = put("node-l", record(), Guard::Unsigned, None);
-        let (again, _ok_again) = put("paypal", record(), Guard::Unsigned, None);
+        let (fake, mut refused) = put("p\u{430}ypal", record(), Guard::Unsigned);
+        let (first, _ok) = put("node-1", record(), Guard::Unsigned);
+        let (second, mut refused_too) = put("node-l", record(), Guard::Unsigned);
+        let (again, _ok_again) = put("paypal", record(), Guard::Unsigned);
         let plans = plan(
             vec![fake, first, second, again],
             &leases,
             Some(&index),
-            &horizons,
             None,
             t0,
-            0,
         );
         assert_eq!(kinds(&plans), ["put node-1", "put paypal"]);
         for answer in [refused.try_recv(), refused_too.try_recv()] {

@@ -6,9 +6,15 @@
 //! of `{"node_id", "host", "port", "public_key", "metadata"}`. That signature has no
 //! time in it (an etcd entry has none), so a registration also carries an *op proof*:
 //! `timestamp` and `op_signature`, a signature by the same key over the canonical
-//! JSON of `{"node_id", "op": "register", "timestamp"}`. Without it, anyone holding a
-//! copy of a signed registration could replay it and receive a lease token. The
-//! center answers `data: {"lease_token": "..."}`, a secret only the registrant sees.
+//! JSON of `{"node_id", "node_info_sha256", "op": "register", "timestamp"}`, where
+//! `node_info_sha256` is the lowercase hex SHA-256 of the `node_info` bytes the
+//! registration signs ([`register_operation_bytes`]). Without it, anyone holding a
+//! copy of a signed registration could replay it and receive a lease token; with the
+//! digest, an op proof cannot be paired with another signed record of the same id
+//! (an older entry read from etcd, say). The center accepts each op proof once,
+//! whatever the answer (a registration refused with 503 has used its timestamp up), so
+//! no copy of a refused or older registration yields a token. The center answers
+//! `data: {"lease_token": "..."}`, a secret only the registrant sees.
 //!
 //! Renew and deregister prove ownership with that token (`lease_token`) or with a
 //! signature over the canonical JSON of `{"op", "node_id", "timestamp"}`.
@@ -16,7 +22,7 @@
 //! Every `timestamp` is Unix **milliseconds** (so two processes signing with one key
 //! rarely collide, and one process never needs to run ahead of the clock). The center
 //! accepts one only within [`TIMESTAMP_WINDOW_MS`] of its clock and only if newer than
-//! the last one it accepted for that node id (no replay), whatever the op.
+//! the last one it accepted for that node id and key (no replay), whatever the op.
 //! `signature_alg` applies to both signatures of a registration. Unsigned bodies (the
 //! original protocol) omit every extra field.
 
@@ -25,6 +31,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use sha2::{Digest, Sha256};
 
 use crate::Metadata;
 use crate::canonical;
@@ -67,8 +75,9 @@ pub struct SignedRegisterRequest {
     /// than anything the center accepted for this node id).
     pub timestamp: u64,
     /// Base64 `r||s` signature by the same key over
-    /// `operation_bytes(REGISTER_OP, node_id, timestamp)`: makes the registration
-    /// unreplayable although `signature` (the etcd entry's) has no time in it.
+    /// [`register_operation_bytes`] (`register`, the node id, the timestamp and the
+    /// digest of the signed `node_info`): makes the registration unreplayable although
+    /// `signature` (the etcd entry's) has no time in it, and binds it to this record.
     pub op_signature: String,
 }
 
@@ -124,6 +133,32 @@ pub fn operation_bytes(op: &str, node_id: &str, timestamp: u64) -> Vec<u8> {
     canonical::to_sorted_bytes(&Value::Object(map))
 }
 
+/// Field of a registration's op proof holding [`node_info_digest`].
+pub const NODE_INFO_DIGEST_FIELD: &str = "node_info_sha256";
+
+/// Lowercase hex SHA-256 of the canonical `node_info` bytes a registration signs
+/// ([`registration_bytes`]): what binds the op proof to one record.
+pub fn node_info_digest(registration_bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(registration_bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// The bytes a registration's op proof covers: canonical sorted JSON of
+/// `{"node_id", "node_info_sha256", "op": "register", "timestamp"}`.
+pub fn register_operation_bytes(node_id: &str, timestamp: u64, node_info_digest: &str) -> Vec<u8> {
+    let mut map = serde_json::Map::new();
+    map.insert("op".into(), Value::from(REGISTER_OP));
+    map.insert("node_id".into(), Value::from(node_id));
+    map.insert("timestamp".into(), Value::from(timestamp));
+    map.insert(NODE_INFO_DIGEST_FIELD.into(), Value::from(node_info_digest));
+    canonical::to_sorted_bytes(&Value::Object(map))
+}
+
 /// Last timestamp [`next_timestamp`] handed out in this process.
 static LAST_TIMESTAMP: AtomicU64 = AtomicU64::new(0);
 
@@ -173,9 +208,14 @@ impl SignedRegisterRequest {
     ) -> Self {
         let public_key = identity.public_key().to_base64().to_owned();
         let node_info = registration_node_info(node_id, host, port, &public_key, &metadata);
-        let signature = identity.sign(&registration_bytes(&node_info)).to_base64();
+        let signed = registration_bytes(&node_info);
+        let signature = identity.sign(&signed).to_base64();
         let op_signature = identity
-            .sign(&operation_bytes(REGISTER_OP, node_id, timestamp))
+            .sign(&register_operation_bytes(
+                node_id,
+                timestamp,
+                &node_info_digest(&signed),
+            ))
             .to_base64();
         Self {
             node_id: node_id.to_owned(),
@@ -237,21 +277,31 @@ mod tests {
     }
 
     #[test]
-    fn a_registration_carries_an_op_proof_by_the_same_key() {
+    fn a_registration_carries_an_op_proof_by_the_same_key_bound_to_its_record() {
         let identity = NodeIdentity::generate();
         let r = SignedRegisterRequest::sign_at(&identity, "n", "h", 1, Metadata::new(), 42);
         assert_eq!(r.timestamp, 42);
-        let signature = crate::identity::Signature::from_base64(&r.op_signature);
-        let verified = signature.ok().map(|s| {
-            identity
-                .public_key()
-                .verify(
-                    &operation_bytes(REGISTER_OP, "n", 42),
-                    &s,
-                    SignatureAlg::Es256,
-                )
-                .is_ok()
-        });
-        assert_eq!(verified, Some(true));
+        let key = identity.public_key();
+        let node_info = registration_node_info("n", "h", 1, key.to_base64(), &Metadata::new());
+        let digest = node_info_digest(&registration_bytes(&node_info));
+        assert_eq!(digest.len(), 64);
+        let verifies = |bytes: &[u8]| {
+            crate::identity::Signature::from_base64(&r.op_signature)
+                .ok()
+                .is_some_and(|s| key.verify(bytes, &s, SignatureAlg::Es256).is_ok())
+        };
+        assert!(verifies(&register_operation_bytes("n", 42, &digest)));
+        // Not the op proof of another record (here: port 2) or of the bare op.
+        let other = registration_node_info("n", "h", 2, key.to_base64(), &Metadata::new());
+        let other = node_info_digest(&registration_bytes(&other));
+        assert!(!verifies(&register_operation_bytes("n", 42, &other)));
+        assert!(!verifies(&operation_bytes(REGISTER_OP, "n", 42)));
+        assert_eq!(
+            String::from_utf8(register_operation_bytes("n", 7, "ab")).ok(),
+            Some(
+                r#"{"node_id": "n", "node_info_sha256": "ab", "op": "register", "timestamp": 7}"#
+                    .to_owned()
+            )
+        );
     }
 }

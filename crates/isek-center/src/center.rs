@@ -31,8 +31,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::command::{Deregister, Register, Renew};
+use crate::command::{Deregister, Query, Register, Renew};
 use crate::config::Config;
+use crate::cursor::{Cursors, Pinned};
 use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Resync, WatchStart};
@@ -70,6 +71,9 @@ struct Inner {
     tasks: tokio::sync::Mutex<Option<Tasks>>,
     /// The configuration the center runs with.
     config: Config,
+    /// The open cursors of paged queries (held only to look one up or open one,
+    /// never while a page is evaluated).
+    cursors: Mutex<Cursors>,
 }
 
 impl Drop for Inner {
@@ -125,10 +129,16 @@ impl Center {
         );
         log_start(config.data_dir.as_deref(), count, config.lease_ttl);
 
+        let epoch = crate::feed::new_epoch();
+        let cursors = Cursors::new(
+            epoch,
+            config.discovery.max_cursors,
+            config.discovery.cursor_ttl,
+        );
         let core = Arc::new(Core::new(
             state,
             SnapshotCache::new(config.snapshot_max_age),
-            crate::feed::new_epoch(),
+            epoch,
             Horizons::new(start_ms),
         ));
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
@@ -164,6 +174,7 @@ impl Center {
                     writer_done,
                 })),
                 config,
+                cursors: Mutex::new(cursors),
             }),
         })
     }
@@ -446,6 +457,94 @@ impl Center {
         Bytes::from(body)
     }
 
+    /// The answer of a filtered or paged listing: one page of the matching live
+    /// nodes, sorted by id, with the revision all pages of the query show, the plan
+    /// (`index` or `scan`) and the cursor of the next page. The first page copies the
+    /// candidates under the state lock (in proportion to the candidates of an index
+    /// plan) and evaluates them after releasing it: call it where blocking is fine
+    /// (the handlers use `spawn_blocking`).
+    pub fn query(&self, query: Query) -> Result<Bytes, QueryError> {
+        let discovery = &self.inner.config.discovery;
+        let limit = query.limit.unwrap_or(discovery.max_page);
+        let now = Instant::now();
+        let cursors = || {
+            self.inner
+                .cursors
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let (serial, offset, pinned) = match &query.cursor {
+            Some(token) => {
+                let found = {
+                    let mut table = cursors();
+                    table.parse(token).and_then(|(serial, offset)| {
+                        Some((serial, offset, table.get(serial, now)?))
+                    })
+                };
+                let Some((serial, offset, pinned)) = found else {
+                    return Err(QueryError::Gone {
+                        revision: self.revision(),
+                    });
+                };
+                let asked = query.filter.as_ref().map(isek::filter::Filter::source);
+                if asked.is_some() && asked != pinned.source() {
+                    return Err(QueryError::OtherFilter);
+                }
+                (Some(serial), offset, pinned)
+            }
+            None => (None, 0, Arc::new(self.pin(query.filter, now))),
+        };
+        let page = crate::cursor::page(&pinned, offset, limit);
+        let token = match (page.next, serial) {
+            (None, None) => None,
+            (None, Some(serial)) => {
+                cursors().close(serial);
+                None
+            }
+            (Some(next), Some(serial)) => Some(cursors().token(serial, next)),
+            (Some(next), None) => {
+                let mut table = cursors();
+                let serial = table
+                    .open(Arc::clone(&pinned), now)
+                    .map_err(|full| QueryError::TooManyCursors { max: full.max })?;
+                Some(table.token(serial, next))
+            }
+        };
+        let nodes = page.matches.iter().filter_map(|at| {
+            let (id, record) = pinned.nodes.get(*at)?;
+            Some((&**id, record))
+        });
+        let body = crate::render::page_body(
+            nodes,
+            page.matches.len(),
+            self.epoch(),
+            pinned.revision,
+            pinned.plan.as_str(),
+            token.as_deref(),
+        );
+        Ok(Bytes::from(body))
+    }
+
+    /// The candidates of `filter` (every live node without one), copied under the
+    /// state lock and sorted by id after it.
+    fn pin(&self, filter: Option<isek::filter::Filter>, now: Instant) -> Pinned {
+        let plan = filter
+            .as_ref()
+            .map_or(isek::filter::Plan::Scan, |f| f.plan().clone());
+        let (plan, copy) = self.inner.core.lock().candidates(&plan, now);
+        let mut nodes: Vec<(Arc<str>, NodeRecord)> =
+            copy.nodes.into_iter().map(|(id, r, _)| (id, r)).collect();
+        if !nodes.is_sorted_by(|a, b| a.0 <= b.0) {
+            nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        Pinned {
+            filter,
+            plan,
+            revision: copy.revision,
+            nodes,
+        }
+    }
+
     /// Where a new watcher starts: after `since` (of `epoch`, which it needs) from the
     /// change log, or from a snapshot of the live nodes; subscribed to later changes
     /// atomically with that starting point. `Err` when `since` cannot be resumed.
@@ -524,6 +623,27 @@ impl Center {
         tracing::info!("center stopped; store closed");
         writer
     }
+}
+
+/// Why a filtered or paged listing has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The cursor is unknown, finished, expired or from an earlier run: start over
+    /// without it. `revision` is the center's current one.
+    #[error("the cursor is unknown or expired; start the query over without 'cursor'")]
+    Gone {
+        /// The center's current revision.
+        revision: u64,
+    },
+    /// The query names another filter than the one its cursor was opened with.
+    #[error("'filter' differs from the filter of this cursor's first page")]
+    OtherFilter,
+    /// The answer needs a cursor and `max` are open.
+    #[error("too many open cursors ({max}); retry later")]
+    TooManyCursors {
+        /// The limit (`--max-cursors`).
+        max: usize,
+    },
 }
 
 /// The `outcome` of a failed write in the audit trail (the same words as the

@@ -100,3 +100,14 @@ impl Deregister {
         }
     }
 }
+
+/// A filtered or paged listing (`GET /v1/nodes?filter=&limit=&cursor=`).
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Only nodes this filter matches (`None`: every node).
+    pub filter: Option<isek::filter::Filter>,
+    /// Most nodes in the answer (`None`: the center's page size).
+    pub limit: Option<usize>,
+    /// Continue the query this cursor token came from (its filter and revision).
+    pub cursor: Option<String>,
+}

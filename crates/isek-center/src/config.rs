@@ -54,6 +54,8 @@ pub struct Config {
     /// Longest silence on a change stream before a keep-alive comment is sent, so
     /// clients can tell a quiet stream from a dead connection.
     pub watch_keepalive: Duration,
+    /// Bounds on filtered and paged queries (`?filter=`, `?limit=`, `?cursor=`).
+    pub discovery: Discovery,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             watch_history_bytes: 64 * 1024 * 1024,
             watch_buffer: 8_192,
             watch_keepalive: Duration::from_secs(5),
+            discovery: Discovery::default(),
         }
     }
 }
@@ -104,6 +107,14 @@ impl Config {
             return Err(Error::Config(
                 "the lease TTL must be longer than zero".into(),
             ));
+        }
+        if self.discovery.cursor_ttl.is_zero() {
+            return Err(Error::Config(
+                "the cursor TTL must be longer than zero".into(),
+            ));
+        }
+        if self.discovery.max_filter_cost == 0 {
+            return Err(Error::Config("max_filter_cost must be at least 1".into()));
         }
         if self.watch_keepalive.is_zero() {
             return Err(Error::Config(
@@ -138,6 +149,9 @@ impl Config {
             ("max_metadata_bytes", self.limits.max_metadata_bytes),
             ("max_node_id_bytes", self.limits.max_node_id_bytes),
             ("max_host_bytes", self.limits.max_host_bytes),
+            ("max_page", self.discovery.max_page),
+            ("max_cursors", self.discovery.max_cursors),
+            ("max_filter_bytes", self.discovery.max_filter_bytes),
         ];
         for (name, value) in limits {
             if value == 0 {
@@ -168,6 +182,51 @@ impl Default for Limits {
             max_metadata_bytes: 64 * 1024,
             max_node_id_bytes: 256,
             max_host_bytes: 253,
+        }
+    }
+}
+
+/// Bounds on filtered and paged queries (`GET /v1/nodes?filter=&limit=&cursor=`,
+/// `GET /v1/agents`, `GET /v1/watch?filter=`): what one query may cost and how many
+/// paged answers the center keeps open, so no client can make it spin or grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Discovery {
+    /// Most nodes in one page (`--max-page`); also the page size of a filtered
+    /// query without `limit`. A larger `limit` is a 400.
+    pub max_page: usize,
+    /// Most open cursors (`--max-cursors`): each pins the candidates of one query
+    /// (a pointer copy, about 48 bytes per node). A query that needs one more gets
+    /// a 503.
+    pub max_cursors: usize,
+    /// How long an unused cursor is kept (`--cursor-ttl`); later it is a 410.
+    pub cursor_ttl: Duration,
+    /// Longest filter source, in bytes (`--max-filter-bytes`); longer is a 400.
+    pub max_filter_bytes: usize,
+    /// Highest static cost estimate of a filter, in evaluation steps per node
+    /// (`--max-filter-cost`); costlier is a 400.
+    pub max_filter_cost: u64,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        let filter = isek::filter::Limits::default();
+        Self {
+            max_page: 1000,
+            max_cursors: 64,
+            cursor_ttl: Duration::from_secs(60),
+            max_filter_bytes: filter.max_source_bytes,
+            max_filter_cost: filter.max_cost,
+        }
+    }
+}
+
+impl Discovery {
+    /// The compile limits of a filter under these bounds.
+    pub fn filter_limits(&self) -> isek::filter::Limits {
+        isek::filter::Limits {
+            max_source_bytes: self.max_filter_bytes,
+            max_cost: self.max_filter_cost,
+            ..isek::filter::Limits::default()
         }
     }
 }

@@ -11,6 +11,7 @@
 //!   [`lease`] (the clock-free lease table), [`policy`] (who may act on a node:
 //!   guards, replay horizons, refusals with a kind), [`command`] (the typed requests),
 //!   [`render`] (every output byte), [`body`] (strict JSON), [`config`], [`error`],
+//!   [`cursor`] (the open paged answers, pinned to one revision),
 //!   [`metrics`] (the counters every layer records into; `http` exposes them);
 //! - level 1, state and storage: `state` (the registry state, one numbered revision
 //!   per change), `feed` (the change log), `snapshot` (the cached listing), [`store`]
@@ -34,6 +35,7 @@ pub mod body;
 pub mod center;
 pub mod command;
 pub mod config;
+pub mod cursor;
 pub mod dirlock;
 pub mod error;
 mod feed;
@@ -52,11 +54,11 @@ pub mod store;
 mod stream;
 pub mod writer;
 
-pub use center::Center;
-pub use command::{Deregister, Register, Renew};
+pub use center::{Center, QueryError};
+pub use command::{Deregister, Query, Register, Renew};
 pub use config::{
-    Config, ConfusableIds, ConnectionLimits, DEFAULT_LEASE_TTL, Limits, Security, Timeouts,
-    TlsFiles,
+    Config, ConfusableIds, ConnectionLimits, DEFAULT_LEASE_TTL, Discovery, Limits, Security,
+    Timeouts, TlsFiles,
 };
 pub use error::{Error, Result};
 pub use http::{app, run, run_announced};

@@ -122,6 +122,31 @@ pub fn nodes_body<'a>(
     out.into_bytes()
 }
 
+/// One page of a filtered or paged `GET /v1/nodes`: `nodes` (sorted by id) at
+/// `revision`, with `epoch`, the `plan` that found them (`index` or `scan`) and the
+/// `cursor` of the next page (`null` on the last).
+pub fn page_body<'a>(
+    nodes: impl Iterator<Item = (&'a str, &'a NodeRecord)>,
+    count: usize,
+    epoch: u64,
+    revision: u64,
+    plan: &str,
+    cursor: Option<&str>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(128 + count * 128);
+    out.push_str("{\"code\":200,\"data\":{\"cursor\":");
+    match cursor {
+        Some(cursor) => write_str(&mut out, cursor),
+        None => out.push_str("null"),
+    }
+    let _ = write!(out, ",\"epoch\":{epoch},\"nodes\":");
+    write_nodes(&mut out, nodes);
+    out.push_str(",\"plan\":");
+    write_str(&mut out, plan);
+    let _ = writeln!(out, ",\"revision\":{revision}}},\"message\":\"success\"}}");
+    out.into_bytes()
+}
+
 /// Serializes the live nodes at `now` as Flask's `jsonify` would, `expires_at` in
 /// Unix seconds relative to `wall` (the wall clock at `now`); also returns the
 /// earliest deadline among them.

@@ -6,7 +6,9 @@
 //! goes through [`State::put`], [`State::remove`] or [`State::expire`], each of which
 //! numbers the next revision, applies the change and logs it in one call, so "one
 //! revision per change, logged in order" holds by construction rather than by the
-//! callers' discipline.
+//! callers' discipline. The same three calls keep the posting lists of filtered
+//! queries ([`isek::index::Postings`], keyed by node id) in step with the table, so
+//! the index cannot drift from what it indexes.
 //!
 //! `Core` wraps the state in a `std::sync::Mutex` (held for microseconds, never across
 //! an `.await`) and publishes its revision in an atomic when the lock is released
@@ -21,6 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use isek::filter::{Plan, PlanKind};
+use isek::index::Postings;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -48,6 +52,12 @@ pub(crate) struct State {
     /// The ids of `leases` by confusable skeleton, kept in step with it, when the
     /// center refuses look-alike ids (`--confusable-ids refuse`); `None`: allowed.
     skeletons: Option<SkeletonIndex>,
+    /// Posting lists over the metadata of every node in `leases` (expired ones not
+    /// yet retired included), changed only where `leases` is.
+    postings: Postings,
+    /// Set if a node could not be indexed (every slot number in use): from then on
+    /// every filtered query scans, so an answer is never missing a node.
+    index_broken: bool,
 }
 
 impl State {
@@ -65,12 +75,15 @@ impl State {
         let mut skeletons = skeletons.then(SkeletonIndex::new);
         let mut revision = 0;
         let mut signed = 0;
+        let mut postings = Postings::new();
+        let mut index_broken = false;
         for (id, record) in loaded {
             revision += 1;
             signed += usize::from(record.owner().is_some());
             if let Some(index) = &mut skeletons {
                 index.insert(&id);
             }
+            index_broken |= !index(&mut postings, &id, &record);
             leases.insert(id, record, revision, now);
         }
         Self {
@@ -79,6 +92,8 @@ impl State {
             feed: new_feed(revision),
             signed,
             skeletons,
+            postings,
+            index_broken,
         }
     }
 
@@ -116,6 +131,32 @@ impl State {
         }
     }
 
+    /// The candidates of `plan` live at `now` (a superset of the nodes matching the
+    /// filter it came from; every live node for a scan), in no particular order, and
+    /// the revision they show: pointer copies, like [`State::live_copy`], for the
+    /// caller to sort and evaluate after releasing the lock. Costs in proportion to
+    /// the candidates of an index plan, not to the membership.
+    pub fn candidates(&self, plan: &Plan, now: Instant) -> (PlanKind, LiveCopy) {
+        if self.index_broken || matches!(plan, Plan::Scan) {
+            return (PlanKind::Scan, self.live_copy(now));
+        }
+        let (kind, slots) = self.postings.candidates(plan);
+        let mut nodes = Vec::with_capacity(usize::try_from(slots.len()).unwrap_or(0));
+        for slot in slots.iter() {
+            let Some(id) = self.postings.id(slot) else {
+                continue;
+            };
+            if let Some(entry) = self.leases.get(id, now) {
+                nodes.push((Arc::clone(entry.id), entry.value.clone(), entry.deadline));
+            }
+        }
+        let copy = LiveCopy {
+            nodes,
+            revision: self.revision,
+        };
+        (kind, copy)
+    }
+
     /// Nodes in the table with an owner key, and without (expired leases not yet
     /// retired included: the reaper removes them within milliseconds).
     pub fn signed_and_unsigned(&self) -> (usize, usize) {
@@ -128,6 +169,7 @@ impl State {
         self.revision += 1;
         self.feed.put(self.revision, &id, &record);
         self.signed += usize::from(record.owner().is_some());
+        self.index_broken |= !index(&mut self.postings, &id, &record);
         let skeleton_of_new = self.skeletons.is_some().then(|| Arc::clone(&id));
         match self.leases.insert(id, record, self.revision, now) {
             Some(old) => self.signed -= usize::from(old.owner().is_some()),
@@ -147,6 +189,7 @@ impl State {
         if let Some(index) = &mut self.skeletons {
             index.remove(id);
         }
+        self.postings.remove(id);
         Some(self.log_delete(id, "deregister"))
     }
 
@@ -158,6 +201,7 @@ impl State {
         if let Some(index) = &mut self.skeletons {
             index.remove(id);
         }
+        self.postings.remove(id);
         Some(self.log_delete(id, "expire"))
     }
 
@@ -218,6 +262,22 @@ impl State {
                     after: revision,
                 })
             }
+        }
+    }
+}
+
+/// Adds (or replaces) `id` in `postings` with the keys of its metadata; false if
+/// no slot was left for it.
+fn index(postings: &mut Postings, id: &Arc<str>, record: &NodeRecord) -> bool {
+    // The text is the compact JSON object checked at registration (or loaded from
+    // the store, which holds only such text); anything else has no keys.
+    let metadata: isek::Metadata = serde_json::from_str(record.metadata()).unwrap_or_default();
+    match postings.insert(Arc::clone(id), isek::filter::plan::keys_of(&metadata)) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "a node could not be indexed; filtered queries scan from now on");
+            postings.remove(id);
+            false
         }
     }
 }

@@ -47,7 +47,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run an Isek Center until SIGINT or SIGTERM.
-    Center(CenterArgs),
+    Center(Box<CenterArgs>),
     /// List the nodes whose lease is alive (on etcd: every entry, and whether it verifies).
     Nodes(nodes::NodesArgs),
     /// Register a node (or replace its entry) with a fresh lease.
@@ -153,7 +153,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     .context("cannot start the Tokio runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Center(args) => server::serve(args).await,
+            Command::Center(args) => server::serve(*args).await,
             Command::Nodes(args) => nodes::nodes(args).await,
             Command::Register(args) => register::register(args).await,
             Command::Renew(args) => renew::renew(args).await,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use isek_center::TlsFiles;
-use isek_center::{Config, ConfusableIds, ConnectionLimits, Limits, Security, Timeouts};
+use isek_center::{Config, ConfusableIds, ConnectionLimits, Discovery, Limits, Security, Timeouts};
 use tokio::net::TcpListener;
 
 /// Flags of `isek center`.
@@ -83,6 +83,24 @@ pub struct CenterArgs {
     /// Seconds shutdown waits for open requests before closing their connections.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     drain_timeout: Duration,
+    /// Most nodes in one page of a filtered or paged query (`GET /v1/nodes?limit=`),
+    /// and the page size of a filtered query without `limit`; a larger limit is a 400.
+    #[arg(long, value_name = "N", default_value_t = Discovery::default().max_page, value_parser = at_least_one)]
+    max_page: usize,
+    /// Most open cursors of paged queries (each pins its candidates, about 48 bytes
+    /// per node); a query needing one more gets a 503.
+    #[arg(long, value_name = "N", default_value_t = Discovery::default().max_cursors, value_parser = at_least_one)]
+    max_cursors: usize,
+    /// Seconds an unused cursor is kept (fractions allowed); later it is a 410.
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
+    cursor_ttl: Duration,
+    /// Longest query filter, in bytes; longer is a 400.
+    #[arg(long, value_name = "BYTES", default_value_t = Discovery::default().max_filter_bytes, value_parser = at_least_one)]
+    max_filter_bytes: usize,
+    /// Highest estimated cost of a query filter, in evaluation steps per node;
+    /// costlier is a 400.
+    #[arg(long, value_name = "STEPS", default_value_t = Discovery::default().max_filter_cost, value_parser = clap::value_parser!(u64).range(1..))]
+    max_filter_cost: u64,
     /// Refuse unsigned registrations (the original Python client's); by default they
     /// are accepted but can never act on a node registered with a key.
     #[arg(long)]
@@ -186,6 +204,15 @@ pub(crate) fn parse_seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("'{text}' seconds: {e}"))
 }
 
+/// Parses a count of at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number")),
+    }
+}
+
 /// Runs the center on `args.listen` until SIGINT or SIGTERM.
 pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
     // Signal handlers go in before the address is announced: whoever reads the
@@ -242,6 +269,13 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
             max_connections: args
                 .max_connections
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        },
+        discovery: Discovery {
+            max_page: args.max_page,
+            max_cursors: args.max_cursors,
+            cursor_ttl: args.cursor_ttl,
+            max_filter_bytes: args.max_filter_bytes,
+            max_filter_cost: args.max_filter_cost,
         },
         ..Config::default()
     };

@@ -220,3 +220,66 @@ fn look_alike_ids_are_one_line_and_confusable_ids_allow_reaches_the_center() {
     // Invisible characters stay refused whatever the setting.
     failure(&register(url, "\u{feff}paypal"), 1);
 }
+
+/// GETs `/v1/nodes` with `query` (already URL-encoded); the status and the envelope.
+async fn nodes(url: &str, query: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{url}/v1/nodes?{query}"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let envelope: Value = response.json().await.unwrap();
+    assert_eq!(envelope["code"], status, "{envelope}");
+    (status, envelope)
+}
+
+#[tokio::test]
+async fn the_discovery_flags_reach_the_center_from_the_command_line_and_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("center.toml");
+    std::fs::write(&file, "max-page = 2\nmax-filter-bytes = 30\n").unwrap();
+    let center = CenterProcess::start(&[
+        "--in-memory",
+        "--config",
+        file.to_str().unwrap(),
+        "--max-cursors",
+        "1",
+        "--max-filter-cost",
+        "500",
+        "--cursor-ttl",
+        "3",
+    ]);
+    let url = center.url.as_str();
+    for i in 0..3 {
+        let body = register(&format!("n{i}"), "h", json!({"role": "planner"}));
+        assert_eq!(post(url, "/isek_center/register", &body).await.0, 200);
+    }
+    // max-page = 2 (file): a page of 2 is fine, 3 is refused.
+    let (status, first) = nodes(url, "limit=2").await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["data"]["nodes"].as_object().unwrap().len(), 2);
+    refused_naming(nodes(url, "limit=3").await, "--max-page");
+    // --max-cursors 1: the first page's cursor is open, another paged query waits.
+    let (status, busy) = nodes(url, "limit=1").await;
+    assert_eq!(status, 503, "{busy}");
+    assert!(busy["message"].as_str().unwrap().contains("--max-cursors"));
+    // max-filter-bytes = 30 (file), --max-filter-cost 500.
+    refused_naming(
+        nodes(
+            url,
+            &format!("filter=node_id+%3D%3D+%22{}%22", "x".repeat(30)),
+        )
+        .await,
+        "--max-filter-bytes",
+    );
+    refused_naming(
+        nodes(url, "filter=metadata.l.all(x%2C+x.all(y%2C+y))").await,
+        "--max-filter-cost",
+    );
+    // --cursor-ttl 3: the unused cursor is dropped (410), and its place is free.
+    let cursor = first["data"]["cursor"].as_str().unwrap().to_owned();
+    isek_testkit::condition::wait_until("the cursor expired", || async {
+        nodes(url, &format!("cursor={cursor}")).await.0 == 410
+    })
+    .await;
+    assert_eq!(nodes(url, "limit=1").await.0, 200);
+}

@@ -131,6 +131,34 @@ impl TestCenter {
         self.post(DEREGISTER, &body).await
     }
 
+    /// Registers `node` (id, host, port and metadata) unsigned.
+    pub async fn register_node(&self, node: &isek::NodeInfo) -> Answer {
+        let body = serde_json::json!({
+            "node_id": node.node_id,
+            "host": node.host,
+            "port": node.port,
+            "metadata": node.metadata,
+        });
+        self.post(REGISTER, &body.to_string()).await
+    }
+
+    /// GETs `path` (query included).
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None, Body::empty()).await
+    }
+
+    /// GETs `path` with the query parameters `params`, URL-encoded.
+    pub async fn get_with(&self, path: &str, params: &[(&str, &str)]) -> Answer {
+        let mut query = String::new();
+        for (key, value) in params {
+            query.push(if query.is_empty() { '?' } else { '&' });
+            query.push_str(key);
+            query.push('=');
+            query.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+        }
+        self.get(&format!("{path}{query}")).await
+    }
+
     /// GETs the listing.
     pub async fn list(&self) -> Answer {
         self.call(Method::GET, LIST, None, Body::empty()).await

@@ -30,8 +30,11 @@ use super::openapi::{
 };
 use super::operator::{self, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
 use super::rejection::{Rejection, envelope, json_response};
-use super::request::{deregister_of, read_object, register_of, renew_of, watch_query};
-use crate::center::Center;
+use super::request::{
+    compile_filter, deregister_of, listing_query, read_object, register_of, renew_of, watch_query,
+};
+use crate::center::{Center, QueryError};
+use crate::command::Query;
 use crate::metrics::{Endpoint, Op, Outcome, ResyncReason};
 use crate::render::{envelope_with_token, gone_envelope};
 
@@ -199,23 +202,90 @@ pub(super) async fn available_nodes(State(center): State<Center>) -> Response {
     observed(&center, Endpoint::AvailableNodes, None, started, response)
 }
 
-/// `GET /v1/nodes`: every live node with the current revision and epoch.
+/// `GET /v1/nodes`: every live node with the current revision and epoch; with
+/// `filter`, `limit` or `cursor`, one page of the matching nodes.
 #[utoipa::path(
     get,
     path = "/v1/nodes",
     tag = "extensions",
+    params(
+        ("filter" = Option<String>, Query, description = "A CEL expression over `node_id`, `host`, `port`, `public_key` and `metadata`: only the nodes it matches, in pages of `limit`"),
+        ("limit" = Option<usize>, Query, description = "Most nodes in the answer (1 to the center's --max-page, its default with a filter)"),
+        ("cursor" = Option<String>, Query, description = "The next page of the query whose answer gave this token: same filter, same revision"),
+    ),
     responses(
-        (status = 200, description = "Every live node, with the revision and epoch to watch from", body = NodesAnswer),
-        (status = 503, description = "The listing could not be rendered", body = Envelope),
+        (status = 200, description = "Every live node, with the revision and epoch to watch from; with filter, limit or cursor one page of the matching nodes sorted by id, the plan, and the next page's cursor", body = NodesAnswer),
+        (status = 400, description = "A bad filter (its line:column and the problem), a limit out of range, a parameter given twice, or a filter other than the cursor's", body = Envelope),
+        (status = 410, description = "The cursor is unknown or expired: start the query over", body = GoneAnswer),
+        (status = 503, description = "The listing could not be rendered, or too many cursors are open", body = Envelope),
     )
 )]
-pub(super) async fn nodes(State(center): State<Center>) -> Response {
+pub(super) async fn nodes(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
     let started = Instant::now();
-    let response = match blocking(&center, Center::nodes_body).await {
-        Ok(body) => json_response(StatusCode::OK, body),
+    let response = match listing_query(
+        query.as_deref().unwrap_or(""),
+        center.config().discovery.max_page,
+    ) {
         Err(rejection) => rejection.into_response(),
+        Ok(parsed) if parsed.is_plain() => match blocking(&center, Center::nodes_body).await {
+            Ok(body) => json_response(StatusCode::OK, body),
+            Err(rejection) => rejection.into_response(),
+        },
+        Ok(parsed) => queried(&center, parsed).await,
     };
     observed(&center, Endpoint::Nodes, None, started, response)
+}
+
+/// The answer of a filtered or paged listing: the filter is compiled and the page
+/// evaluated on a blocking thread.
+async fn queried(center: &Center, parsed: super::request::ListingQuery) -> Response {
+    let center = center.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let limits = center.config().discovery.filter_limits();
+        let filter = parsed
+            .filter
+            .as_deref()
+            .map(|source| compile_filter(source, limits))
+            .transpose()?;
+        let query = Query {
+            filter,
+            limit: parsed.limit,
+            cursor: parsed.cursor,
+        };
+        Ok::<_, Rejection>(center.query(query))
+    })
+    .await;
+    match answer {
+        Ok(Ok(Ok(body))) => json_response(StatusCode::OK, body),
+        Ok(Ok(Err(error))) => query_rejection(error),
+        Ok(Err(rejection)) => rejection.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "answering a query failed");
+            Rejection::unavailable("The listing could not be rendered.").into_response()
+        }
+    }
+}
+
+/// The answer to a query that has none: 410 for a cursor to start over without,
+/// 400 for a filter that is not the cursor's, 503 when no cursor can be opened.
+fn query_rejection(error: QueryError) -> Response {
+    match error {
+        QueryError::Gone { revision } => json_response(
+            StatusCode::GONE,
+            gone_envelope(
+                revision,
+                "The cursor is unknown or expired (unused for the center's --cursor-ttl, finished, or from before a restart); start the query over without 'cursor'.",
+            ),
+        ),
+        QueryError::OtherFilter => Rejection::bad_request(
+            "'filter' differs from the filter of this cursor's first page; leave it out or start over.",
+        )
+        .into_response(),
+        QueryError::TooManyCursors { max } => Rejection::unavailable(format!(
+            "Too many open cursors ({max}, the center's --max-cursors), each open until its last page or --cursor-ttl unused); retry later."
+        ))
+        .into_response(),
+    }
 }
 
 /// Runs `render` (a listing: every node rendered) on a blocking thread, so a large

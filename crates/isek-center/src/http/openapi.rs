@@ -160,13 +160,20 @@ pub struct AvailableNodesAnswer {
     message: String,
 }
 
-/// The `data` of `GET /v1/nodes`: a consistent listing to start a watch from.
+/// The `data` of `GET /v1/nodes`: a consistent listing to start a watch from; with
+/// `filter`, `limit` or `cursor`, one page of it.
 #[derive(ToSchema)]
 pub struct NodesData {
+    /// Only in a filtered or paged answer: the token of the next page (`cursor=`),
+    /// `null` on the last page.
+    cursor: Option<String>,
     /// Incarnation of the center; `since` resumes only within it.
     epoch: u64,
-    /// Every live node by id.
+    /// Every live node by id (in a page: the page's matching nodes).
     nodes: BTreeMap<String, Node>,
+    /// Only in a filtered or paged answer: `index` (candidates from posting lists)
+    /// or `scan` (every node evaluated).
+    plan: Option<String>,
     /// Revision of the listing: watch with `since` = this.
     revision: u64,
 }

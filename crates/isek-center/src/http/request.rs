@@ -406,6 +406,73 @@ pub fn watch_query(query: &str) -> Result<(Option<u64>, Option<u64>), Rejection>
     Ok((since, epoch))
 }
 
+/// The parameters of a filtered or paged listing, before the filter is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListingQuery {
+    /// The CEL source of `filter`.
+    pub filter: Option<String>,
+    /// `limit`, checked against the page limit.
+    pub limit: Option<usize>,
+    /// `cursor`, as sent.
+    pub cursor: Option<String>,
+}
+
+impl ListingQuery {
+    /// Whether the query asks for anything but the whole listing.
+    pub fn is_plain(&self) -> bool {
+        self.filter.is_none() && self.limit.is_none() && self.cursor.is_none()
+    }
+}
+
+/// Parses `filter`, `limit` and `cursor` (URL-encoded; other parameters are ignored,
+/// as everywhere in this API); `limit` must be 1..=`max_page`, and a parameter may
+/// appear once.
+pub fn listing_query(query: &str, max_page: usize) -> Result<ListingQuery, Rejection> {
+    let mut parsed = ListingQuery::default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let seen = match &*key {
+            "filter" => parsed.filter.replace(value.into_owned()).is_some(),
+            "cursor" => parsed.cursor.replace(value.into_owned()).is_some(),
+            "limit" => {
+                let limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=max_page).contains(l))
+                    .ok_or_else(|| {
+                        Rejection::bad_request(format!(
+                            "'limit' must be an integer from 1 to {max_page} (the center's --max-page), got '{value}'."
+                        ))
+                    })?;
+                parsed.limit.replace(limit).is_some()
+            }
+            _ => false,
+        };
+        if seen {
+            return Err(Rejection::bad_request(format!(
+                "'{key}' is given more than once."
+            )));
+        }
+    }
+    Ok(parsed)
+}
+
+/// Compiles a `filter` parameter under `limits`; a refusal is a 400 naming the
+/// position (line:column) and the problem, and the flag of a limit that was hit.
+pub fn compile_filter(
+    source: &str,
+    limits: isek::filter::Limits,
+) -> Result<isek::filter::Filter, Rejection> {
+    use isek::filter::FilterError;
+    isek::filter::Filter::compile_with(source, limits).map_err(|e| {
+        let flag = match e {
+            FilterError::TooLong { .. } => " (the center's --max-filter-bytes)",
+            FilterError::TooCostly { .. } => " (the center's --max-filter-cost)",
+            _ => "",
+        };
+        Rejection::bad_request(format!("Invalid 'filter': {e}{flag}."))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

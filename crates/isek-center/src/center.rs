@@ -40,7 +40,7 @@ use crate::feed::{Feed, Resync, WatchStart};
 use crate::metrics::Metrics;
 use crate::policy::{Guard, Horizons, Proof, Refusal, RefusalKind, Signer};
 use crate::record::{NodeRecord, Owner};
-use crate::snapshot::SnapshotCache;
+use crate::snapshot::{Listing, SnapshotCache};
 use crate::state::{Core, State};
 use crate::store::Store;
 use crate::writer::{WriteError, WriteOp};
@@ -422,6 +422,14 @@ impl Center {
     /// rebuild renders every node (hundreds of ms at 1M): call it where blocking is
     /// fine (the handlers use `spawn_blocking`).
     pub fn available_nodes_body(&self) -> Bytes {
+        self.available_nodes().body().clone()
+    }
+
+    /// The current `GET available_nodes` listing: its body, its build number (for
+    /// `ETag`s: with [`Center::epoch`] it names these bytes) and its compressed copy,
+    /// all shared by every caller until the next rebuild. Blocks like
+    /// [`Center::available_nodes_body`].
+    pub fn available_nodes(&self) -> Arc<Listing> {
         let core = &self.inner.core;
         core.snapshot().body(core.revision(), |now| {
             // Copied under the lock, rendered after it (see `State::live_copy`).

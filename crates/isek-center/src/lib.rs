@@ -37,6 +37,7 @@ pub mod command;
 pub mod config;
 pub mod cursor;
 pub mod dirlock;
+pub mod encoding;
 pub mod error;
 mod feed;
 pub mod http;
@@ -63,4 +64,5 @@ pub use config::{
 pub use error::{Error, Result};
 pub use http::{app, run, run_announced};
 pub use record::NodeRecord;
+pub use snapshot::Listing;
 pub use writer::WriteError;

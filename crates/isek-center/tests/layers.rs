@@ -20,6 +20,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("command", 0),
     ("config", 0),
     ("cursor", 0),
+    ("encoding", 0),
     ("error", 0),
     ("lease", 0),
     ("metrics", 0),
@@ -57,6 +58,7 @@ const EDGE_CRATES: &[(&str, &[&str])] = &[
     ("utoipa", &["http"]),
     ("rustix", &["admission", "http"]),
     ("unicode_security", &["skeleton"]),
+    ("flate2", &["encoding"]),
 ];
 
 /// The checked part of a source file: before its unit tests, without comments.

@@ -24,6 +24,7 @@ use isek::wire::center::{
 
 use std::time::Instant;
 
+use super::negotiation;
 use super::openapi::{
     AvailableNodesAnswer, Envelope, GoneAnswer, NodesAnswer, OPENAPI_PATH, ProofRequest,
     RegisterAnswer, RegisterRequest,
@@ -35,6 +36,7 @@ use super::request::{
 };
 use crate::center::{Center, QueryError};
 use crate::command::Query;
+use crate::encoding;
 use crate::metrics::{Endpoint, Op, Outcome, ResyncReason};
 use crate::render::{envelope_with_token, gone_envelope};
 
@@ -183,21 +185,75 @@ pub(super) async fn deregister(
     )
 }
 
-/// `GET` (and `HEAD`) `/isek_center/available_nodes`: the cached snapshot body.
+/// `GET` (and `HEAD`) `/isek_center/available_nodes`: the cached snapshot body,
+/// gzip-coded for clients that accept it (the compressed bytes are made once per
+/// snapshot and shared), with an `ETag` naming those bytes; a matching
+/// `If-None-Match` gets a 304 and no body.
 #[utoipa::path(
     get,
     path = "/isek_center/available_nodes",
     tag = "registry",
+    params(
+        ("Accept-Encoding" = Option<String>, Header, description = "`gzip` (as Python's requests sends) gets the same body gzip-coded"),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 while the listing is unchanged"),
+    ),
     responses(
-        (status = 200, description = "Every live node with its deadline", body = AvailableNodesAnswer),
+        (status = 200, description = "Every live node with its deadline", body = AvailableNodesAnswer,
+            headers(("ETag" = String, description = "Names these bytes (and their coding)"))),
+        (status = 304, description = "The listing named by If-None-Match is still current"),
         (status = 503, description = "The listing could not be rendered", body = Envelope),
     )
 )]
-pub(super) async fn available_nodes(State(center): State<Center>) -> Response {
+pub(super) async fn available_nodes(State(center): State<Center>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let response = match blocking(&center, Center::available_nodes_body).await {
-        Ok(body) => json_response(StatusCode::OK, body),
-        Err(rejection) => rejection.into_response(),
+    let gzip = negotiation::accepts_gzip(&headers);
+    let listing = {
+        let center = center.clone();
+        tokio::task::spawn_blocking(move || {
+            let listing = center.available_nodes();
+            // Compressed on this blocking thread too, once per listing, by the first
+            // caller that accepts it.
+            let compressed = if gzip {
+                listing.compressed(|body| encoding::gzip(body).ok())
+            } else {
+                None
+            };
+            (listing, compressed)
+        })
+        .await
+    };
+    let response = match listing {
+        Ok((listing, compressed)) => {
+            let coded = compressed.is_some();
+            // Epoch and build number name the bytes: another center start, another
+            // build or another coding is another tag.
+            let etag = format!(
+                "\"{:x}-{}{}\"",
+                center.epoch(),
+                listing.build(),
+                if coded { "-gzip" } else { "" }
+            );
+            let mut response = if negotiation::none_match(&headers, &etag) {
+                StatusCode::NOT_MODIFIED.into_response()
+            } else {
+                let body = compressed.unwrap_or_else(|| listing.body().clone());
+                json_response(StatusCode::OK, body)
+            };
+            let ok = response.status() == StatusCode::OK;
+            let response_headers = response.headers_mut();
+            if coded && ok {
+                response_headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response_headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            if let Ok(value) = HeaderValue::from_str(&etag) {
+                response_headers.insert(header::ETAG, value);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a listing failed");
+            Rejection::unavailable("The listing could not be rendered.").into_response()
+        }
     };
     observed(&center, Endpoint::AvailableNodes, None, started, response)
 }

@@ -15,6 +15,7 @@
 //! `crate::http` is imported by a lower layer.
 
 pub mod handlers;
+mod negotiation;
 pub mod openapi;
 pub mod operator;
 mod rejection;

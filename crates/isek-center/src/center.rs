@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use isek::wire::center::NODES_PATH;
-use isek::wire::proof::{DEREGISTER_OP, RENEW_OP};
+use isek::wire::proof::{DEREGISTER_OP, RENEW_OP, TIMESTAMP_WINDOW_MS};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -103,14 +103,22 @@ impl Center {
             let dir_lock = data_dir.as_deref().map(DirLock::acquire).transpose()?;
             let store = Store::open(data_dir.as_deref(), cache_kib)?;
             let loaded = store.load()?;
-            Ok::<_, Error>((dir_lock, store, loaded))
+            let oldest = crate::policy::unix_now().saturating_sub(TIMESTAMP_WINDOW_MS);
+            let horizons = store.load_horizons(oldest)?;
+            Ok::<_, Error>((dir_lock, store, (loaded, horizons)))
         })
         .await
         .map_err(|e| Error::Task(format!("store loader: {e}")))??;
+        let (loaded, stored_horizons) = loaded;
 
         // Taken after the store is loaded: every signature accepted by an earlier run
-        // (whose nodes were just loaded) was made before it (see `Horizons::new`).
+        // (whose nodes were just loaded) was made before it, or is in the stored
+        // horizons (see `Horizons::new`).
         let start_ms = crate::policy::unix_now();
+        let horizons = Horizons::new(start_ms);
+        for (id, key, last) in &stored_horizons {
+            horizons.restore(id, key, *last);
+        }
         let count = loaded.len();
         let skeletons = config.security.confusable_ids == crate::config::ConfusableIds::Refuse;
         let state = State::load(
@@ -139,7 +147,7 @@ impl Center {
             state,
             SnapshotCache::new(config.snapshot_max_age),
             epoch,
-            Horizons::new(start_ms),
+            horizons,
         ));
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let writer_done = crate::writer::spawn(
@@ -256,7 +264,7 @@ impl Center {
             signer,
             operator,
         } = request;
-        let (record, guard, token) = match signer {
+        let (record, guard, token, horizon) = match signer {
             Some(Signer { key, timestamp }) => {
                 self.inner.core.horizons().accept(
                     &node_id,
@@ -265,16 +273,21 @@ impl Center {
                     crate::policy::unix_now(),
                 )?;
                 let (owner, token) = crate::policy::new_owner(key.clone())?;
-                (record.with_owner(Some(owner)), Guard::Key(key), Some(token))
+                (
+                    record.with_owner(Some(owner)),
+                    Guard::Key(key.clone()),
+                    Some(token),
+                    Some((key, timestamp)),
+                )
             }
-            None if operator => (record, Guard::Admin, None),
+            None if operator => (record, Guard::Admin, None, None),
             None if self.config().security.require_signatures => {
                 return Err(WriteError::Refused(Refusal::new(
                     RefusalKind::SignatureRequired,
                     "This center requires signed registrations: add 'public_key' and 'signature' (see isek register --identity).",
                 )));
             }
-            None => (record, Guard::Unsigned, None),
+            None => (record, Guard::Unsigned, None, None),
         };
         let signed = token.is_some();
         let (reply, answer) = oneshot::channel();
@@ -283,6 +296,7 @@ impl Center {
             id: Arc::clone(&id),
             record,
             guard,
+            horizon,
             reply,
         };
         let written = self.write(op, answer).await;
@@ -340,6 +354,10 @@ impl Center {
     /// The deregistration itself (see [`Center::deregister`]).
     async fn remove(&self, request: Deregister) -> Result<bool, WriteError> {
         let id = request.node_id.as_str();
+        let signed_at = match &request.proof {
+            Proof::Signature { timestamp, .. } => Some(*timestamp),
+            Proof::None | Proof::Token(_) => None,
+        };
         let guard = if request.operator {
             Guard::Admin
         } else {
@@ -348,10 +366,17 @@ impl Center {
         if !self.is_live(id) {
             return Ok(false);
         }
+        // A signed deregistration's timestamp is stored with the delete (no replay
+        // after a restart either).
+        let horizon = match (&guard, signed_at) {
+            (Guard::Key(key), Some(timestamp)) => Some((key.clone(), timestamp)),
+            _ => None,
+        };
         let (reply, answer) = oneshot::channel();
         let op = WriteOp::Delete {
             id: Arc::from(id),
             guard,
+            horizon,
             reply,
         };
         self.write(op, answer).await

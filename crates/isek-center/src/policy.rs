@@ -95,16 +95,19 @@ pub fn key_digest(key: &PublicKey) -> KeyDigest {
 impl Horizons {
     /// A horizon refusing every timestamp up to `floor` (the center's start, Unix ms).
     ///
-    /// Why a start-time floor instead of persisting accepted timestamps: persisting
-    /// would cost a store write (an fsync) per signed renew, which otherwise never
-    /// touches the store, while the floor costs nothing and covers every node id, also
-    /// those deregistered just before the restart (no longer in the store). Every
-    /// signature accepted before the restart was made before the start by a client
-    /// whose clock is not ahead of the center's, so it is refused after it. Price: a
-    /// client whose clock is behind the center's by d gets its signed ops refused for d
-    /// after a restart (it signs afresh and retries); residual hole: a client clock
-    /// *ahead* by d (at most the 30 s window) leaves its last d of pre-restart
-    /// signatures replayable once right after a restart that follows within d.
+    /// Across a restart two things keep a signature from being replayed. The floor:
+    /// every signature accepted before the restart was made before the start by a
+    /// client whose clock is not ahead of the center's, so it is refused after it, for
+    /// every node id, at no cost. And for a client clock *ahead* by up to the window,
+    /// the store: the timestamps of registrations (accepted or refused) and signed
+    /// deregistrations are written in the same group commit as the row they go with
+    /// (no extra fsync) and [`Horizons::restore`]d at start. Signed renewals, which
+    /// never touch the store, keep only the floor: persisting them would cost an
+    /// fsync per renew. Residual: a renew signed by a clock ahead by d can be replayed
+    /// once within d after a restart; it extends the lease of the node its owner was
+    /// renewing, and yields no token and no change of record. Price of the floor: a
+    /// client whose clock is behind the center's by d gets its signed ops refused for
+    /// d after a restart (it signs afresh and retries).
     pub fn new(floor: u64) -> Self {
         Self {
             state: Mutex::new(HorizonState {
@@ -159,6 +162,20 @@ impl Horizons {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Raises the horizon of `id` and `key` to `timestamp` (a stored one, at start).
+    pub fn restore(&self, id: &str, key: &PublicKey, timestamp: u64) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = state
+            .last
+            .entry((Box::from(id), key_digest(key)))
+            .or_insert(timestamp);
+        *last = (*last).max(timestamp);
+        if state.last.len() >= state.prune_at {
+            let now = unix_millis();
+            state.prune(now);
         }
     }
 

@@ -1,9 +1,15 @@
 //! [`Store`]: where registrations survive restarts (SQLite), or nowhere (`--in-memory`).
 //!
-//! One table, `nodes(node_id, host, port, metadata, public_key, token_hash)` (the
+//! Table `nodes(node_id, host, port, metadata, public_key, token_hash)` (the
 //! last two, added in schema 2, hold the owner of a signed registration: its raw
 //! `X||Y` key in base64 and the SHA-256 of its lease token; NULL for unsigned nodes
-//! and for rows of schema-1 stores, which load unchanged), in WAL mode with
+//! and for rows of schema-1 stores, which load unchanged), and, since schema 3,
+//! `horizons(node_id, public_key, last_ms)`: the newest signed-op timestamp accepted
+//! per node id and key for registrations and deregistrations (refused registrations
+//! included), written in the same transaction as the row it goes with, so a
+//! signature cannot be replayed after a restart (see `policy::Horizons`); rows older
+//! than the signature window are useless and deleted at load and about once per
+//! window. Both in WAL mode with
 //! `synchronous=FULL`: a commit returns only after its WAL frames are fsynced, so a
 //! registration acknowledged after [`Store::commit`] survives `kill -9` and power loss.
 //! Only the store writer ([`crate::writer`]) touches the connection, from one thread.
@@ -26,8 +32,17 @@ use crate::record::{NodeRecord, Owner};
 pub const DB_FILE: &str = "isek-center.sqlite3";
 
 /// Schema version kept in `PRAGMA user_version`, for future migrations. Version 1
-/// lacked the owner columns; opening such a store adds them.
-const SCHEMA_VERSION: i64 = 2;
+/// lacked the owner columns, version 2 the `horizons` table; opening such a store
+/// adds them.
+const SCHEMA_VERSION: i64 = 3;
+
+/// The `horizons` table of schema 3.
+const CREATE_HORIZONS: &str = "CREATE TABLE IF NOT EXISTS horizons (
+    node_id    TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    last_ms    INTEGER NOT NULL,
+    PRIMARY KEY (node_id, public_key)
+) WITHOUT ROWID;";
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
@@ -49,6 +64,20 @@ pub enum StoreOp<'a> {
     Delete {
         /// The node id.
         id: &'a str,
+    },
+    /// Raise the replay horizon of `id` and `key` to `last_ms` (never lowers it).
+    Horizon {
+        /// The node id.
+        id: &'a str,
+        /// The signing key, base64 `X||Y`.
+        key: String,
+        /// The accepted timestamp, Unix ms.
+        last_ms: u64,
+    },
+    /// Forget horizons older than `before` (Unix ms): outside the window, useless.
+    PruneHorizons {
+        /// The oldest timestamp still worth keeping.
+        before: u64,
     },
 }
 
@@ -99,14 +128,23 @@ impl Store {
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 || version == 1 {
             // New store (the table above has the schema-1 columns) or a schema-1 one:
-            // add the owner columns, in one transaction with the version bump.
-            conn.execute_batch(
+            // add the owner columns and the horizons, in one transaction with the
+            // version bump.
+            conn.execute_batch(&format!(
                 "BEGIN;
                  ALTER TABLE nodes ADD COLUMN public_key TEXT;
                  ALTER TABLE nodes ADD COLUMN token_hash BLOB;
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )?;
+                 {CREATE_HORIZONS}
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))?;
+        } else if version == 2 {
+            conn.execute_batch(&format!(
+                "BEGIN;
+                 {CREATE_HORIZONS}
+                 PRAGMA user_version = {SCHEMA_VERSION};
+                 COMMIT;"
+            ))?;
         } else if version != SCHEMA_VERSION {
             return Err(Error::SchemaVersion {
                 found: version,
@@ -165,6 +203,33 @@ impl Store {
         Ok(nodes)
     }
 
+    /// The stored replay horizons `(node id, key, last_ms)` from `oldest` (Unix ms) on;
+    /// older ones are deleted first (outside the window they refuse nothing).
+    pub fn load_horizons(&self, oldest: u64) -> Result<Vec<(String, PublicKey, u64)>> {
+        let Self::Sqlite(conn) = self else {
+            return Ok(Vec::new());
+        };
+        conn.execute(
+            "DELETE FROM horizons WHERE last_ms < ?1",
+            params![to_sql_ms(oldest)],
+        )?;
+        let mut stmt = conn.prepare("SELECT node_id, public_key, last_ms FROM horizons")?;
+        let mut rows = stmt.query([])?;
+        let mut horizons = Vec::new();
+        while let Some(row) = rows.next()? {
+            let id: String = row.get(0)?;
+            let key: String = row.get(1)?;
+            let last_ms: i64 = row.get(2)?;
+            match PublicKey::from_base64(&key) {
+                Ok(key) => horizons.push((id, key, u64::try_from(last_ms).unwrap_or(0))),
+                Err(e) => {
+                    tracing::warn!(node_id = %id, error = %e, "skipping a stored replay horizon with an invalid key");
+                }
+            }
+        }
+        Ok(horizons)
+    }
+
     /// Closes the store; closing an SQLite connection checkpoints the WAL.
     pub fn close(self) -> Result<()> {
         match self {
@@ -205,6 +270,10 @@ impl Store {
                 "INSERT OR REPLACE INTO nodes (node_id, host, port, metadata, public_key, token_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             let mut delete = tx.prepare_cached("DELETE FROM nodes WHERE node_id = ?1")?;
+            let mut horizon = tx.prepare_cached(
+                "INSERT INTO horizons (node_id, public_key, last_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (node_id, public_key) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)",
+            )?;
             for op in ops {
                 match op {
                     StoreOp::Upsert { id, record } => {
@@ -221,12 +290,26 @@ impl Store {
                     StoreOp::Delete { id } => {
                         delete.execute(params![id])?;
                     }
+                    StoreOp::Horizon { id, key, last_ms } => {
+                        horizon.execute(params![id, key, to_sql_ms(*last_ms)])?;
+                    }
+                    StoreOp::PruneHorizons { before } => {
+                        tx.execute(
+                            "DELETE FROM horizons WHERE last_ms < ?1",
+                            params![to_sql_ms(*before)],
+                        )?;
+                    }
                 }
             }
         }
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Unix ms as an SQLite integer (saturating: no real timestamp comes near it).
+fn to_sql_ms(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -297,6 +380,64 @@ mod tests {
         assert_eq!(loaded.len(), 1);
         assert_eq!(&*loaded[0].0, "ok");
         assert_eq!(loaded[0].1.metadata(), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn horizons_only_rise_are_pruned_and_a_schema_2_store_gains_the_table() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            // A store written by the schema-2 center: no horizons table.
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap_or_else(|e| panic!("{e}"));
+            conn.execute_batch(
+                "CREATE TABLE nodes (node_id TEXT PRIMARY KEY NOT NULL, host TEXT NOT NULL,
+                     port INTEGER NOT NULL, metadata TEXT NOT NULL, public_key TEXT,
+                     token_hash BLOB) WITHOUT ROWID;
+                 INSERT INTO nodes VALUES ('kept', 'h', 1, '{}', NULL, NULL);
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut store = Store::open(Some(dir.path()), 1024).unwrap_or_else(|e| panic!("{e}"));
+        let key = isek::identity::NodeIdentity::generate()
+            .public_key()
+            .clone();
+        let b64 = key.to_base64().to_owned();
+        let horizon = |id: &'static str, last_ms| StoreOp::Horizon {
+            id,
+            key: b64.clone(),
+            last_ms,
+        };
+        store
+            .commit(&[horizon("a", 500), horizon("a", 400), horizon("b", 100)])
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Never lowered; pruned below a bound.
+        store
+            .commit(&[horizon("c", 900), StoreOp::PruneHorizons { before: 200 }])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut loaded = store.load_horizons(0).unwrap_or_else(|e| panic!("{e}"));
+        loaded.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            loaded,
+            vec![
+                ("a".to_owned(), key.clone(), 500),
+                ("c".to_owned(), key.clone(), 900)
+            ]
+        );
+        assert_eq!(
+            store
+                .load_horizons(600)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .len(),
+            1
+        );
+        assert_eq!(store.load().unwrap_or_else(|e| panic!("{e}")).len(), 1);
+        let Store::Sqlite(conn) = &store else {
+            panic!("a data dir opens SQLite");
+        };
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap_or_default();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     #[test]

@@ -117,7 +117,7 @@ async fn a_store_of_an_unknown_schema_version_is_refused_by_name() {
             error,
             isek_center::Error::SchemaVersion {
                 found: 99,
-                supported: 2
+                supported: 3
             }
         ),
         "{error:?}"

@@ -225,3 +225,33 @@ async fn a_signed_owner_and_its_lease_token_survive_kill_9() {
     owner.deregister_node("owned").await.unwrap();
     assert!(list(url).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_from_a_clock_ahead_are_not_replayable_after_kill_9() {
+    // Issue 15 item 3: a client clock 20 s ahead signs above the next start's floor;
+    // the registration's horizon is stored in its commit, so kill -9 loses nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("store");
+    let data_dir = data_dir.to_str().unwrap();
+    let owner = isek::identity::NodeIdentity::generate();
+    let registration = serde_json::to_value(isek::wire::proof::SignedRegisterRequest::sign_at(
+        &owner,
+        "ahead",
+        "10.0.0.1",
+        9000,
+        Metadata::new(),
+        isek::wire::proof::unix_millis() + 20_000,
+    ))
+    .unwrap();
+
+    let mut center = CenterProcess::start(&["--data-dir", data_dir]);
+    let (status, body) = post(&center.url, "/isek_center/register", &registration).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(!center.kill_9().success());
+
+    let restarted = CenterProcess::start(&["--data-dir", data_dir]);
+    let (status, body) = post(&restarted.url, "/isek_center/register", &registration).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("replayed"), "{body}");
+    assert!(!body.contains("lease_token"), "{body}");
+}

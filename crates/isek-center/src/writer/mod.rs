@@ -17,6 +17,8 @@
 
 use std::sync::Arc;
 
+use isek::identity::PublicKey;
+use isek::wire::proof::TIMESTAMP_WINDOW_MS;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -51,6 +53,7 @@ pub(crate) fn spawn(
                 core,
                 max_batch: max_batch.max(1),
                 max_nodes,
+                horizons_pruned_at: 0,
             };
             writer.run(rx);
             let Writer { store, .. } = writer;
@@ -74,6 +77,18 @@ struct Writer {
     max_batch: usize,
     /// Most nodes the table may hold; registrations of new ids beyond it are refused.
     max_nodes: Option<usize>,
+    /// When (Unix ms) stored replay horizons were last pruned.
+    horizons_pruned_at: u64,
+}
+
+/// The store op raising the horizon of `id` to a signed op's `(key, timestamp)`.
+fn horizon_op<'a>(id: &'a str, horizon: Option<&(PublicKey, u64)>) -> Option<StoreOp<'a>> {
+    let (key, timestamp) = horizon?;
+    Some(StoreOp::Horizon {
+        id,
+        key: key.to_base64().to_owned(),
+        last_ms: *timestamp,
+    })
 }
 
 impl Writer {
@@ -111,16 +126,40 @@ impl Writer {
         if plans.is_empty() {
             return;
         }
-        let ops: Vec<StoreOp<'_>> = plans
-            .iter()
-            .map(|p| match p {
-                Plan::Put { id, record, .. } => StoreOp::Upsert { id, record },
-                Plan::Delete { id, .. } | Plan::Expire { id, .. } => StoreOp::Delete { id },
-            })
-            .collect();
+        let mut ops: Vec<StoreOp<'_>> = Vec::with_capacity(plans.len() + 1);
+        for p in &plans {
+            match p {
+                Plan::Put {
+                    id,
+                    record,
+                    horizon,
+                    ..
+                } => {
+                    ops.push(StoreOp::Upsert { id, record });
+                    ops.extend(horizon_op(id, horizon.as_ref()));
+                }
+                Plan::Delete { id, horizon, .. } => {
+                    ops.push(StoreOp::Delete { id });
+                    ops.extend(horizon_op(id, horizon.as_ref()));
+                }
+                Plan::Expire { id, .. } => ops.push(StoreOp::Delete { id }),
+                Plan::Horizon { id, key, timestamp } => {
+                    ops.extend(horizon_op(id, Some(&(key.clone(), *timestamp))));
+                }
+            }
+        }
+        // About once per window, stored horizons too old to refuse anything go, in a
+        // commit that happens anyway.
+        let now_ms = crate::policy::unix_now();
+        if now_ms.saturating_sub(self.horizons_pruned_at) > TIMESTAMP_WINDOW_MS {
+            self.horizons_pruned_at = now_ms;
+            ops.push(StoreOp::PruneHorizons {
+                before: now_ms.saturating_sub(TIMESTAMP_WINDOW_MS),
+            });
+        }
         let started = std::time::Instant::now();
         let committed = self.store.commit(&ops);
-        let size = ops.len();
+        let size = plans.len();
         drop(ops);
         let elapsed = started.elapsed();
         self.core.metrics().commit(size, elapsed, committed.is_ok());
@@ -159,16 +198,19 @@ impl Writer {
             let before = state.leases().next_deadline();
             for plan in plans {
                 match plan {
-                    Plan::Put { id, record, reply } => {
+                    Plan::Put {
+                        id, record, reply, ..
+                    } => {
                         state.put(id, record, now);
                         put_replies.push(reply);
                         puts += 1;
                     }
-                    Plan::Delete { id, reply } => {
+                    Plan::Delete { id, reply, .. } => {
                         state.remove(&id);
                         delete_replies.push(reply);
                         deletes += 1;
                     }
+                    Plan::Horizon { .. } => {}
                     Plan::Expire { id, generation } => {
                         if state.expire(&id, generation).is_some() {
                             expiries += 1;
@@ -219,6 +261,7 @@ impl Writer {
                 Plan::Expire { id, generation } => {
                     expiries += usize::from(state.expire(&id, generation).is_some());
                 }
+                Plan::Horizon { .. } => {}
             }
         }
         drop(state);

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use isek::identity::PublicKey;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -49,6 +50,10 @@ pub(crate) enum WriteOp {
         record: NodeRecord,
         /// The proof the registration carries, checked against the current owner.
         guard: Guard,
+        /// The signer and op-proof timestamp of a signed registration (already
+        /// accepted by the replay horizon): stored with the row, or alone when the
+        /// registration is refused, so no copy of it works after a restart either.
+        horizon: Option<(PublicKey, u64)>,
         /// Answered after the commit.
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
@@ -58,6 +63,8 @@ pub(crate) enum WriteOp {
         id: Arc<str>,
         /// The proof the deregistration carries, checked against the current owner.
         guard: Guard,
+        /// The key and timestamp of a signed deregistration, stored with the delete.
+        horizon: Option<(PublicKey, u64)>,
         /// Answered after the commit (or at once when the node is not live).
         reply: oneshot::Sender<Result<bool, WriteError>>,
     },
@@ -83,6 +90,8 @@ pub(crate) enum Plan {
         id: Arc<str>,
         /// Its record.
         record: NodeRecord,
+        /// Replay horizon stored with it (signed registrations).
+        horizon: Option<(PublicKey, u64)>,
         /// The waiter.
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
@@ -90,8 +99,19 @@ pub(crate) enum Plan {
     Delete {
         /// The node id.
         id: Arc<str>,
+        /// Replay horizon stored with it (signed deregistrations).
+        horizon: Option<(PublicKey, u64)>,
         /// The waiter.
         reply: oneshot::Sender<Result<bool, WriteError>>,
+    },
+    /// Store the replay horizon of a refused signed registration (nobody waits).
+    Horizon {
+        /// The node id.
+        id: Arc<str>,
+        /// The signing key.
+        key: PublicKey,
+        /// The op proof's timestamp, Unix ms.
+        timestamp: u64,
     },
     /// Remove one expired generation.
     Expire {
@@ -134,8 +154,21 @@ pub(crate) fn plan(
                 id,
                 record,
                 guard,
+                horizon,
                 reply,
             } => {
+                // A refused signed registration still stores its horizon.
+                let refuse =
+                    |plans: &mut Vec<Plan>, refusal: Refusal, reply: oneshot::Sender<_>| {
+                        if let Some((key, timestamp)) = &horizon {
+                            plans.push(Plan::Horizon {
+                                id: Arc::clone(&id),
+                                key: key.clone(),
+                                timestamp: *timestamp,
+                            });
+                        }
+                        let _ = reply.send(Err(WriteError::Refused(refusal)));
+                    };
                 let live = touched
                     .get(&id)
                     .copied()
@@ -146,7 +179,7 @@ pub(crate) fn plan(
                     None
                 };
                 if let Err(refusal) = guard.check_register(&id, current.as_deref()) {
-                    let _ = reply.send(Err(WriteError::Refused(refusal)));
+                    refuse(&mut plans, refusal, reply);
                     continue;
                 }
                 let skeleton = match skeletons {
@@ -168,23 +201,24 @@ pub(crate) fn plan(
                         .filter(|(s, other)| s == skeleton && **other != *id)
                         .map(|(_, other)| other);
                     if let Some(other) = in_table.chain(in_batch).find(|other| is_live(other)) {
-                        let _ = reply.send(Err(WriteError::Refused(Refusal::new(
-                            RefusalKind::LookAlike,
-                            format!(
-                                "'node_id' '{}' looks like the live node '{}' (the same Unicode confusable skeleton, UTS #39): look-alike ids are refused (--confusable-ids).",
-                                isek::node_id::escaped(&id),
-                                isek::node_id::escaped(other),
-                            ),
-                        ))));
+                        let message = format!(
+                            "'node_id' '{}' looks like the live node '{}' (the same Unicode confusable skeleton, UTS #39): look-alike ids are refused (--confusable-ids).",
+                            isek::node_id::escaped(&id),
+                            isek::node_id::escaped(other),
+                        );
+                        refuse(
+                            &mut plans,
+                            Refusal::new(RefusalKind::LookAlike, message),
+                            reply,
+                        );
                         continue;
                     }
                 }
                 let known = live || leases.generation(&id).is_some();
                 if !known && max_nodes.is_some_and(|max| count >= max) {
-                    let _ = reply.send(Err(WriteError::Refused(Refusal::new(
-                        RefusalKind::Full,
-                        format!("center is full ({count} nodes)"),
-                    ))));
+                    let full =
+                        Refusal::new(RefusalKind::Full, format!("center is full ({count} nodes)"));
+                    refuse(&mut plans, full, reply);
                     continue;
                 }
                 if !known {
@@ -195,9 +229,19 @@ pub(crate) fn plan(
                 if let Some(skeleton) = skeleton {
                     new_skeletons.push((skeleton, Arc::clone(&id)));
                 }
-                plans.push(Plan::Put { id, record, reply });
+                plans.push(Plan::Put {
+                    id,
+                    record,
+                    horizon,
+                    reply,
+                });
             }
-            WriteOp::Delete { id, guard, reply } => {
+            WriteOp::Delete {
+                id,
+                guard,
+                horizon,
+                reply,
+            } => {
                 let live = touched
                     .get(&id)
                     .copied()
@@ -210,7 +254,7 @@ pub(crate) fn plan(
                     }
                     touched.insert(Arc::clone(&id), false);
                     owners.insert(Arc::clone(&id), None);
-                    plans.push(Plan::Delete { id, reply });
+                    plans.push(Plan::Delete { id, horizon, reply });
                 } else {
                     let _ = reply.send(Ok(false));
                 }
@@ -255,6 +299,7 @@ mod tests {
             id: Arc::from(id),
             record,
             guard,
+            horizon: None,
             reply,
         };
         (op, answer)
@@ -265,6 +310,7 @@ mod tests {
         let op = WriteOp::Delete {
             id: Arc::from(id),
             guard,
+            horizon: None,
             reply,
         };
         (op, answer)
@@ -277,6 +323,7 @@ mod tests {
                 Plan::Put { id, .. } => format!("put {id}"),
                 Plan::Delete { id, .. } => format!("delete {id}"),
                 Plan::Expire { id, generation } => format!("expire {id}@{generation}"),
+                Plan::Horizon { id, timestamp, .. } => format!("horizon {id}@{timestamp}"),
             })
             .collect()
     }

@@ -40,6 +40,7 @@ use crate::feed::{Feed, Resync, WatchStart};
 use crate::metrics::Metrics;
 use crate::policy::{Guard, Horizons, Proof, Refusal, RefusalKind, Signer};
 use crate::record::{NodeRecord, Owner};
+use crate::reserve::DiskReserve;
 use crate::snapshot::{Listing, SnapshotCache};
 use crate::state::{Core, State};
 use crate::store::Store;
@@ -99,17 +100,21 @@ impl Center {
         config.validate()?;
         let data_dir = config.data_dir.clone();
         let cache_kib = config.sqlite_cache_kib;
+        let reserve_bytes = config.disk_reserve_bytes;
         let (dir_lock, store, loaded) = tokio::task::spawn_blocking(move || {
             let dir_lock = data_dir.as_deref().map(DirLock::acquire).transpose()?;
             let store = Store::open(data_dir.as_deref(), cache_kib)?;
+            let reserve = data_dir
+                .as_deref()
+                .and_then(|dir| DiskReserve::open(dir, reserve_bytes));
             let loaded = store.load()?;
             let oldest = crate::policy::unix_now().saturating_sub(TIMESTAMP_WINDOW_MS);
             let horizons = store.load_horizons(oldest)?;
-            Ok::<_, Error>((dir_lock, store, (loaded, horizons)))
+            Ok::<_, Error>((dir_lock, store, (loaded, horizons, reserve)))
         })
         .await
         .map_err(|e| Error::Task(format!("store loader: {e}")))??;
-        let (loaded, stored_horizons) = loaded;
+        let (loaded, stored_horizons, reserve) = loaded;
 
         // Taken after the store is loaded: every signature accepted by an earlier run
         // (whose nodes were just loaded) was made before it, or is in the stored
@@ -157,6 +162,7 @@ impl Center {
             rx,
             config.max_batch,
             config.security.max_nodes,
+            reserve,
         )?;
         let (stop, stop_rx) = watch::channel(false);
         let reaper = tokio::spawn(crate::reaper::run(

@@ -42,6 +42,10 @@ pub struct Config {
     pub max_batch: usize,
     /// SQLite page cache in KiB: small, so a million nodes fit in the memory goal.
     pub sqlite_cache_kib: u32,
+    /// Bytes kept free in the data directory (a file the writer gives back when a
+    /// commit fails) so deregistrations still commit on a full disk
+    /// (`--disk-reserve-bytes`; 0: none).
+    pub disk_reserve_bytes: u64,
     /// Changes kept for `GET /v1/watch?since=REV` resumption; older revisions get a
     /// resync answer. Bounds the change log's memory (about 200 bytes per change).
     pub watch_history: usize,
@@ -72,6 +76,7 @@ impl Default for Config {
             write_queue: 16_384,
             max_batch: 8_192,
             sqlite_cache_kib: 4_096,
+            disk_reserve_bytes: 8 * 1024 * 1024,
             watch_history: 65_536,
             watch_history_bytes: 64 * 1024 * 1024,
             watch_buffer: 8_192,

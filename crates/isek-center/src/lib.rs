@@ -47,6 +47,7 @@ pub mod policy;
 mod reaper;
 pub mod record;
 pub mod render;
+pub mod reserve;
 pub mod skeleton;
 mod snapshot;
 pub mod socket;

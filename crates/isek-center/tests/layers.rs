@@ -29,6 +29,7 @@ const LEVELS: &[(&str, u8)] = &[
     ("record", 0),
     ("render", 0),
     ("dirlock", 1),
+    ("reserve", 1),
     ("feed", 1),
     ("snapshot", 1),
     ("state", 1),

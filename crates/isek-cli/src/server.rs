@@ -41,6 +41,10 @@ pub struct CenterArgs {
     /// Longest host, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_host_bytes)]
     max_host_bytes: usize,
+    /// Disk space kept in reserve in --data-dir (a file given back when the disk is
+    /// full) so deregistrations still commit; 0: none.
+    #[arg(long, value_name = "BYTES", default_value_t = Config::default().disk_reserve_bytes)]
+    disk_reserve_bytes: u64,
     /// Most nodes the center holds; registrations of new ids beyond it get 503.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_nodes: Option<u64>,
@@ -277,6 +281,7 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
             max_filter_bytes: args.max_filter_bytes,
             max_filter_cost: args.max_filter_cost,
         },
+        disk_reserve_bytes: args.disk_reserve_bytes,
         ..Config::default()
     };
     match &data_dir {

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
+use crate::reserve::DiskReserve;
 use crate::state::Core;
 use crate::store::{Store, StoreOp};
 
@@ -43,6 +44,7 @@ pub(crate) fn spawn(
     rx: mpsc::Receiver<WriteOp>,
     max_batch: usize,
     max_nodes: Option<usize>,
+    reserve: Option<DiskReserve>,
 ) -> Result<oneshot::Receiver<Result<()>>> {
     let (done, done_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -54,6 +56,7 @@ pub(crate) fn spawn(
                 max_batch: max_batch.max(1),
                 max_nodes,
                 horizons_pruned_at: 0,
+                reserve,
             };
             writer.run(rx);
             let Writer { store, .. } = writer;
@@ -79,6 +82,35 @@ struct Writer {
     max_nodes: Option<usize>,
     /// When (Unix ms) stored replay horizons were last pruned.
     horizons_pruned_at: u64,
+    /// Space kept free for deletes when the disk fills up.
+    reserve: Option<DiskReserve>,
+}
+
+/// The store ops of `plans`, in order.
+fn store_ops(plans: &[Plan]) -> Vec<StoreOp<'_>> {
+    let mut ops = Vec::with_capacity(plans.len() + 1);
+    for p in plans {
+        match p {
+            Plan::Put {
+                id,
+                record,
+                horizon,
+                ..
+            } => {
+                ops.push(StoreOp::Upsert { id, record });
+                ops.extend(horizon_op(id, horizon.as_ref()));
+            }
+            Plan::Delete { id, horizon, .. } => {
+                ops.push(StoreOp::Delete { id });
+                ops.extend(horizon_op(id, horizon.as_ref()));
+            }
+            Plan::Expire { id, .. } => ops.push(StoreOp::Delete { id }),
+            Plan::Horizon { id, key, timestamp } => {
+                ops.extend(horizon_op(id, Some(&(key.clone(), *timestamp))));
+            }
+        }
+    }
+    ops
 }
 
 /// The store op raising the horizon of `id` to a signed op's `(key, timestamp)`.
@@ -126,28 +158,7 @@ impl Writer {
         if plans.is_empty() {
             return;
         }
-        let mut ops: Vec<StoreOp<'_>> = Vec::with_capacity(plans.len() + 1);
-        for p in &plans {
-            match p {
-                Plan::Put {
-                    id,
-                    record,
-                    horizon,
-                    ..
-                } => {
-                    ops.push(StoreOp::Upsert { id, record });
-                    ops.extend(horizon_op(id, horizon.as_ref()));
-                }
-                Plan::Delete { id, horizon, .. } => {
-                    ops.push(StoreOp::Delete { id });
-                    ops.extend(horizon_op(id, horizon.as_ref()));
-                }
-                Plan::Expire { id, .. } => ops.push(StoreOp::Delete { id }),
-                Plan::Horizon { id, key, timestamp } => {
-                    ops.extend(horizon_op(id, Some(&(key.clone(), *timestamp))));
-                }
-            }
-        }
+        let mut ops = store_ops(&plans);
         // About once per window, stored horizons too old to refuse anything go, in a
         // commit that happens anyway.
         let now_ms = crate::policy::unix_now();
@@ -169,8 +180,45 @@ impl Writer {
             "store commit"
         );
         match committed {
-            Ok(()) => self.apply(plans),
-            Err(e) => self.fail(plans, &e),
+            Ok(()) => {
+                self.apply(plans);
+                if let Some(reserve) = &mut self.reserve {
+                    reserve.refill();
+                }
+            }
+            Err(e) => self.retry_deletes(plans, &e),
+        }
+    }
+
+    /// After a failed commit (the disk full, say): releases the disk reserve and
+    /// commits the batch's deletes and expiries alone, so deregistration keeps working
+    /// when nothing else can be written; everything else fails with `error`.
+    fn retry_deletes(&mut self, plans: Vec<Plan>, error: &Error) {
+        let (deletes, others): (Vec<Plan>, Vec<Plan>) = plans
+            .into_iter()
+            .partition(|p| matches!(p, Plan::Delete { .. } | Plan::Expire { .. }));
+        if deletes.is_empty() {
+            return self.fail(others, error);
+        }
+        if let Some(reserve) = &mut self.reserve {
+            reserve.release();
+        }
+        let ops = store_ops(&deletes);
+        let retried = self.store.commit(&ops);
+        drop(ops);
+        self.core
+            .metrics()
+            .commit(deletes.len(), std::time::Duration::ZERO, retried.is_ok());
+        match retried {
+            Ok(()) => {
+                tracing::warn!(%error, deletes = deletes.len(), failed = others.len(), "store commit failed; its deletes committed alone");
+                self.fail(others, error);
+                self.apply(deletes);
+            }
+            Err(again) => {
+                self.fail(others, error);
+                self.fail(deletes, &again);
+            }
         }
     }
 

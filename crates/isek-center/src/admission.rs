@@ -12,9 +12,13 @@
 //! A slot also counts its connection's requests in flight ([`Slot::request`]), which
 //! the transport reads for the idle limit.
 //!
+//! [`Watchers`] caps change streams the same way: in total (`--max-watchers`, 503)
+//! and per client address (`--max-watchers-per-ip`, 429).
+//!
 //! Level 4 (transport): locks and notifications, no socket and no HTTP type.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Notify, watch};
@@ -220,6 +224,103 @@ impl Drop for InFlight {
     }
 }
 
+/// The address a request came from, put into its extensions by the transport (absent
+/// for requests driven without a socket, as in tests through the router).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Why a change stream was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatcherRefusal {
+    /// The center has `--max-watchers` streams open.
+    Total(usize),
+    /// The client's address has `--max-watchers-per-ip` streams open.
+    PerAddress(usize),
+}
+
+/// Counts of open change streams, in total and per client address.
+#[derive(Debug, Default)]
+struct WatcherCounts {
+    /// Streams open.
+    total: usize,
+    /// Streams open per address (no zero entries).
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// The change streams of one center and their caps (`--max-watchers`,
+/// `--max-watchers-per-ip`).
+#[derive(Debug)]
+pub struct Watchers {
+    /// Most streams in total.
+    max_total: usize,
+    /// Most streams per address.
+    max_per_address: usize,
+    /// The counts.
+    counts: Mutex<WatcherCounts>,
+}
+
+impl Watchers {
+    /// No stream open yet; at most `max_total`, and `max_per_address` per address.
+    pub fn new(max_total: usize, max_per_address: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total,
+            max_per_address,
+            counts: Mutex::new(WatcherCounts::default()),
+        })
+    }
+
+    /// The counts, also after a panic elsewhere (they are always consistent).
+    fn counts(&self) -> std::sync::MutexGuard<'_, WatcherCounts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A place for one more stream from `client` (unknown: counted in the total
+    /// only), or which cap it hits.
+    pub fn admit(self: &Arc<Self>, client: Option<IpAddr>) -> Result<WatcherSlot, WatcherRefusal> {
+        let mut counts = self.counts();
+        if let Some(ip) = client
+            && counts.by_address.get(&ip).copied().unwrap_or(0) >= self.max_per_address
+        {
+            return Err(WatcherRefusal::PerAddress(self.max_per_address));
+        }
+        if counts.total >= self.max_total {
+            return Err(WatcherRefusal::Total(self.max_total));
+        }
+        counts.total += 1;
+        if let Some(ip) = client {
+            *counts.by_address.entry(ip).or_insert(0) += 1;
+        }
+        Ok(WatcherSlot {
+            watchers: Arc::clone(self),
+            client,
+        })
+    }
+}
+
+/// One open change stream's place; given back on drop (with the stream's body).
+#[derive(Debug)]
+pub struct WatcherSlot {
+    /// The table.
+    watchers: Arc<Watchers>,
+    /// Its client's address.
+    client: Option<IpAddr>,
+}
+
+impl Drop for WatcherSlot {
+    fn drop(&mut self) {
+        let mut counts = self.watchers.counts();
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(ip) = self.client
+            && let Some(n) = counts.by_address.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                counts.by_address.remove(&ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +356,27 @@ mod tests {
         fn now_or_never_ready(self) -> bool {
             futures::FutureExt::now_or_never(self).is_some()
         }
+    }
+
+    #[test]
+    fn watchers_are_capped_per_address_then_in_total() {
+        let watchers = Watchers::new(3, 2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = watchers.admit(Some(a)).unwrap();
+        let _a2 = watchers.admit(Some(a)).unwrap();
+        assert_eq!(
+            watchers.admit(Some(a)).unwrap_err(),
+            WatcherRefusal::PerAddress(2)
+        );
+        let _b1 = watchers.admit(Some(b)).unwrap();
+        assert_eq!(
+            watchers.admit(Some(b)).unwrap_err(),
+            WatcherRefusal::Total(3)
+        );
+        assert_eq!(watchers.admit(None).unwrap_err(), WatcherRefusal::Total(3));
+        drop(a1);
+        let _a3 = watchers.admit(Some(a)).unwrap();
     }
 
     #[test]

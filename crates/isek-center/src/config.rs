@@ -149,6 +149,8 @@ impl Config {
             return Err(Error::Config("max_connections must be at least 1".into()));
         }
         let limits = [
+            ("max_watchers", self.connections.max_watchers),
+            ("max_watchers_per_ip", self.connections.max_watchers_per_ip),
             ("watch_buffer", self.watch_buffer),
             ("max_body_bytes", self.limits.max_body_bytes),
             ("max_metadata_bytes", self.limits.max_metadata_bytes),
@@ -301,8 +303,9 @@ impl Default for Timeouts {
     }
 }
 
-/// Bounds on connections, against a client that opens more than its share.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Bounds on connections and change streams, against a client that opens more than
+/// its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Most open connections (`--max-connections`); at the cap the oldest connections
     /// that never completed a request (then the oldest idle ones) are closed to make
@@ -310,6 +313,23 @@ pub struct ConnectionLimits {
     /// envelope. `None`: derived from the file-descriptor limit when serving starts
     /// (see `crate::admission::default_max_connections`).
     pub max_connections: Option<usize>,
+    /// Most change streams (`GET /v1/watch`) open at once (`--max-watchers`); one more
+    /// gets a 503 envelope. Why: each holds a connection, a live buffer and, until it
+    /// is sent, a snapshot.
+    pub max_watchers: usize,
+    /// Most change streams from one client address (`--max-watchers-per-ip`); one more
+    /// gets a 429 envelope, so one host cannot take every stream.
+    pub max_watchers_per_ip: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            max_watchers: 10_000,
+            max_watchers_per_ip: 100,
+        }
+    }
 }
 
 /// Who may act on nodes: the operator's security settings.

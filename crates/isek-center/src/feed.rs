@@ -25,6 +25,7 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -57,11 +58,36 @@ pub(crate) struct Feed {
     base: u64,
     /// Live watchers.
     live: broadcast::Sender<Change>,
-    /// The latest snapshot event and its revision: watchers connecting at the same
-    /// revision (a reconnection storm after a restart) share one rendering. Dropped at
-    /// the next change. (A node whose lease ran out but whose expiry is not logged yet
-    /// may still be in it: its `delete` follows, so snapshot plus changes stay exact.)
-    snapshot: Option<(u64, Bytes)>,
+    /// The latest snapshot event and its revision, held weakly: while any watcher
+    /// still holds it (in its queue, or hyper in its write buffer), later watchers
+    /// share the same bytes and get the changes since from `history`, so a snapshot
+    /// is rendered once per `buffer` changes, not once per watcher; once no watcher
+    /// holds it, it is freed. (A node whose lease ran out but whose expiry is not
+    /// logged yet may still be in it: its `delete` follows, so snapshot plus changes
+    /// stay exact.)
+    snapshot: Option<(u64, Weak<Bytes>)>,
+    /// Most changes a watcher may get after a shared snapshot (the live buffer: a
+    /// watcher may be this far behind anyway).
+    buffer: usize,
+}
+
+/// The owner of a shared snapshot's bytes: what [`Bytes::from_owner`] keeps alive
+/// for every watcher's copy of the handle.
+struct SharedFrame(Arc<Bytes>);
+
+impl AsRef<[u8]> for SharedFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A snapshot to start a watcher with: the snapshot event, then the changes after it.
+#[derive(Debug)]
+pub(crate) struct SnapshotStart {
+    /// The snapshot event (shared by every watcher that got it).
+    pub frame: Bytes,
+    /// Changes between the snapshot's revision and now, oldest first.
+    pub since: Vec<Bytes>,
 }
 
 /// Why a watcher cannot resume where it asked to.
@@ -87,18 +113,30 @@ impl Feed {
             base,
             live,
             snapshot: None,
+            buffer: buffer.max(1),
         }
     }
 
-    /// The snapshot event at `revision`, rendered by `render` unless already cached.
-    pub fn snapshot(&mut self, revision: u64, render: impl FnOnce() -> Bytes) -> Bytes {
-        match &self.snapshot {
-            Some((cached, frame)) if *cached == revision => frame.clone(),
-            _ => {
-                let frame = render();
-                self.snapshot = Some((revision, frame.clone()));
-                frame
-            }
+    /// A snapshot for a watcher starting at `revision` (the current one): the shared
+    /// snapshot still held by other watchers plus the changes since, when the history
+    /// has them and they are at most `buffer`; else a new one rendered by `render`
+    /// (which becomes the shared one).
+    pub fn snapshot(&mut self, revision: u64, render: impl FnOnce() -> Bytes) -> SnapshotStart {
+        if let Some((at, shared)) = &self.snapshot
+            && let Some(frame) = shared.upgrade()
+            && let Ok(since) = self.resume_frames(*at, revision)
+            && since.len() <= self.buffer
+        {
+            return SnapshotStart {
+                frame: Bytes::from_owner(SharedFrame(frame)),
+                since,
+            };
+        }
+        let frame = Arc::new(render());
+        self.snapshot = Some((revision, Arc::downgrade(&frame)));
+        SnapshotStart {
+            frame: Bytes::from_owner(SharedFrame(frame)),
+            since: Vec::new(),
         }
     }
 
@@ -115,7 +153,6 @@ impl Feed {
     /// Appends to the history (dropping the oldest beyond capacity) and broadcasts.
     fn push(&mut self, revision: u64, frame: Bytes) {
         let change = Change { revision, frame };
-        self.snapshot = None;
         self.history.push_back(change.clone());
         self.bytes += change.frame.len();
         while self.history.len() > self.capacity || self.bytes > self.max_bytes {
@@ -136,6 +173,12 @@ impl Feed {
         since: u64,
         current: u64,
     ) -> Result<(Vec<Bytes>, broadcast::Receiver<Change>), Resync> {
+        let frames = self.resume_frames(since, current)?;
+        Ok((frames, self.live.subscribe()))
+    }
+
+    /// The frames of every change after `since`, or why `since` cannot be resumed.
+    fn resume_frames(&self, since: u64, current: u64) -> Result<Vec<Bytes>, Resync> {
         if since > current {
             return Err(Resync {
                 revision: current,
@@ -157,7 +200,7 @@ impl Feed {
             .range(start..)
             .map(|c| c.frame.clone())
             .collect();
-        Ok((frames, self.live.subscribe()))
+        Ok(frames)
     }
 
     /// A receiver of every change from now on.
@@ -265,6 +308,36 @@ mod tests {
         assert!(feed.bytes <= frame_len * 2);
         assert!(feed.resume(3, 5).is_ok());
         assert!(feed.resume(2, 5).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_is_shared_while_held_then_freed() {
+        let mut feed = Feed::new(0, 100, 1 << 20, 2);
+        let mut renders = 0;
+        let mut render = |rev: u64| {
+            renders += 1;
+            Bytes::from(format!("snapshot at {rev}"))
+        };
+        let first = feed.snapshot(0, || render(0));
+        feed.put(1, "a", &record());
+        // Held by a watcher: shared, with the change since.
+        let second = feed.snapshot(1, || render(1));
+        assert_eq!(second.frame, first.frame);
+        assert_eq!(second.frame.as_ptr(), first.frame.as_ptr());
+        assert_eq!(second.since.len(), 1);
+        // More changes since than a watcher may lag: a new rendering.
+        feed.put(2, "a", &record());
+        feed.put(3, "a", &record());
+        let third = feed.snapshot(3, || render(3));
+        assert_eq!(&third.frame[..], b"snapshot at 3");
+        assert!(third.since.is_empty());
+        // Nobody holds it any more: freed, rendered again.
+        drop(third);
+        feed.put(4, "a", &record());
+        let fourth = feed.snapshot(4, || render(4));
+        assert_eq!(&fourth.frame[..], b"snapshot at 4");
+        drop((first, second, fourth));
+        assert_eq!(renders, 3);
     }
 
     #[test]

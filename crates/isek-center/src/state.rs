@@ -225,7 +225,8 @@ impl State {
 
     /// Where a new watcher starts, atomically with its subscription: after `since`
     /// from the change log, or (without `since`) from a snapshot of the nodes live at
-    /// `now`. `hello` opens the stream.
+    /// `now` (or the feed's shared, slightly older one plus the changes since: see
+    /// `Feed::snapshot`). `hello` opens the stream.
     pub fn watch_start(
         &mut self,
         since: Option<u64>,
@@ -245,8 +246,12 @@ impl State {
                     let live = leases.live(now).map(|e| (&**e.id, e.value));
                     snapshot_frame(live, leases.len(), revision)
                 });
+                let mut initial = Vec::with_capacity(2 + snapshot.since.len());
+                initial.push(hello);
+                initial.push(snapshot.frame);
+                initial.extend(snapshot.since);
                 Ok(WatchStart {
-                    initial: vec![hello, snapshot],
+                    initial,
                     live: feed.subscribe(),
                     after: revision,
                 })

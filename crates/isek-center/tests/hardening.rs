@@ -34,7 +34,10 @@ async fn center(short: Duration, max_connections: Option<usize>) -> ServedCenter
             keepalive_timeout: short,
             ..Timeouts::default()
         },
-        connections: ConnectionLimits { max_connections },
+        connections: ConnectionLimits {
+            max_connections,
+            ..ConnectionLimits::default()
+        },
         ..Config::in_memory(Duration::from_secs(30))
     })
     .await

@@ -53,6 +53,12 @@ pub struct CenterArgs {
     /// or the open-files limit less 64 when that is lower.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: Option<u64>,
+    /// Most change streams (`GET /v1/watch`) open at once; one more gets 503.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().max_watchers, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_watchers: usize,
+    /// Most change streams from one client address; one more gets 429.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::default().max_watchers_per_ip, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_watchers_per_ip: usize,
     /// Seconds a new connection may take to send its first bytes (and a whole HTTP/2
     /// preface).
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
@@ -273,6 +279,8 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
             max_connections: args
                 .max_connections
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            max_watchers: args.max_watchers,
+            max_watchers_per_ip: args.max_watchers_per_ip,
         },
         discovery: Discovery {
             max_page: args.max_page,

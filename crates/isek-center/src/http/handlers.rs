@@ -10,18 +10,20 @@
 //! field (see [`super::request`]). A handler is three steps: parse the request into a
 //! command, call the [`Center`], map the answer to a response.
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
+use futures::StreamExt;
 use isek::wire::center::{
     AVAILABLE_NODES_PATH, DEREGISTER_PATH, NODES_PATH, REGISTER_PATH, RENEW_PATH, WATCH_PATH,
     deregister_not_found_message, deregistered_message, registered_message,
     renew_not_found_message, renewed_message,
 };
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::negotiation;
@@ -34,6 +36,7 @@ use super::rejection::{Rejection, envelope, json_response};
 use super::request::{
     compile_filter, deregister_of, listing_query, read_object, register_of, renew_of, watch_query,
 };
+use crate::admission::{ClientAddr, WatcherRefusal, Watchers};
 use crate::center::{Center, QueryError};
 use crate::command::Query;
 use crate::encoding;
@@ -42,6 +45,8 @@ use crate::render::{envelope_with_token, gone_envelope};
 
 /// The center's router, with its state attached.
 pub fn router(center: Center) -> Router {
+    let limits = center.config().connections;
+    let watchers = Watchers::new(limits.max_watchers, limits.max_watchers_per_ip);
     Router::new()
         .route(REGISTER_PATH, post(register))
         .route(RENEW_PATH, post(renew))
@@ -56,6 +61,7 @@ pub fn router(center: Center) -> Router {
         .merge(super::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(watchers))
         .with_state(center)
 }
 
@@ -374,19 +380,51 @@ async fn blocking(
         (status = 200, description = "Server-sent events: `hello`, then `snapshot` (without `since`) or the missed changes, then `put`/`delete`; `resync` when the watcher fell behind", content_type = "text/event-stream", body = String),
         (status = 400, description = "A malformed parameter", body = Envelope),
         (status = 410, description = "`since` cannot be resumed: re-list from /v1/nodes", body = GoneAnswer),
+        (status = 429, description = "This client address has `--max-watchers-per-ip` streams open", body = Envelope),
+        (status = 503, description = "The center has `--max-watchers` streams open", body = Envelope),
     )
 )]
-pub(super) async fn watch(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn watch(
+    State(center): State<Center>,
+    Extension(watchers): Extension<Arc<Watchers>>,
+    client: Option<Extension<ClientAddr>>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let started = Instant::now();
-    let response = watch_response(&center, query.as_deref());
+    let client = client.map(|Extension(ClientAddr(ip))| ip);
+    let response = watch_response(&center, &watchers, client, query.as_deref());
     observed(&center, Endpoint::Watch, None, started, response)
 }
 
 /// The answer of [`watch`].
-fn watch_response(center: &Center, query: Option<&str>) -> Response {
+fn watch_response(
+    center: &Center,
+    watchers: &Arc<Watchers>,
+    client: Option<std::net::IpAddr>,
+    query: Option<&str>,
+) -> Response {
     let (since, epoch) = match watch_query(query.unwrap_or("")) {
         Ok(parsed) => parsed,
         Err(rejection) => return rejection.into_response(),
+    };
+    let slot = match watchers.admit(client) {
+        Ok(slot) => slot,
+        Err(WatcherRefusal::PerAddress(max)) => {
+            return envelope(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "This address has {max} change streams open, the most allowed (--max-watchers-per-ip); close one first."
+                ),
+            );
+        }
+        Err(WatcherRefusal::Total(max)) => {
+            return envelope(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "The center serves its maximum of {max} change streams (--max-watchers); retry later."
+                ),
+            );
+        }
     };
     let start = match center.watch(since.map(|s| (s, epoch))) {
         Ok(start) => start,
@@ -396,8 +434,12 @@ fn watch_response(center: &Center, query: Option<&str>) -> Response {
             return json_response(StatusCode::GONE, body);
         }
     };
-    let mut response =
-        (StatusCode::OK, Body::from_stream(center.watch_body(start))).into_response();
+    // The slot is given back when the body (and with it this closure) is dropped.
+    let body = center.watch_body(start).map(move |frame| {
+        let _held = &slot;
+        frame
+    });
+    let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -48,7 +48,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tower::ServiceExt;
 
-use crate::admission::{Connections, InFlight, Slot};
+use crate::admission::{ClientAddr, Connections, InFlight, Slot};
 use crate::config::{ConnectionLimits, Timeouts};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -411,7 +411,7 @@ impl Connection {
         let served = match tls {
             None => {
                 let socket = Socket::new(stream, deadlines);
-                serve_http(&builder, socket, router, timeouts, &slot, phases).await
+                serve_http(&builder, socket, router, timeouts, &slot, phases, peer).await
             }
             Some(acceptor) => {
                 let handshake = tokio::select! {
@@ -424,7 +424,7 @@ impl Connection {
                 match handshake {
                     Ok(Ok(stream)) => {
                         let socket = Socket::new(stream, deadlines);
-                        serve_http(&builder, socket, router, timeouts, &slot, phases).await
+                        serve_http(&builder, socket, router, timeouts, &slot, phases, peer).await
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -470,6 +470,7 @@ async fn serve_http<T>(
     timeouts: Timeouts,
     slot: &Arc<Slot>,
     mut phases: watch::Receiver<Phase>,
+    peer: std::net::SocketAddr,
 ) -> std::result::Result<Ended, Box<dyn std::error::Error + Send + Sync>>
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -480,6 +481,8 @@ where
         let slot = Arc::clone(&requests);
         async move {
             let in_flight = slot.request();
+            let mut request = request;
+            request.extensions_mut().insert(ClientAddr(peer.ip()));
             let request = request.map(|body| {
                 Body::new(Progressing {
                     inner: body,

@@ -260,7 +260,16 @@ fn a_stalled_tls_handshake_is_cut_off() {
     std::fs::write(&cert, certified.cert.pem()).unwrap();
     std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let center = CenterProcess::start(&["--in-memory", "--tls-cert", cert, "--tls-key", key]);
+    // A 1 s limit (the default is 10 s): the test waits for it, and checks the flag.
+    let center = CenterProcess::start(&[
+        "--in-memory",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--handshake-timeout",
+        "1",
+    ]);
     let port = center.url.rsplit(':').next().unwrap();
     // The first bytes of a TLS record (handshake, TLS 1.0 framing), then nothing.
     let mut stalled = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
@@ -271,7 +280,7 @@ fn a_stalled_tls_handshake_is_cut_off() {
         success(&register(&url, "n", &["--ca-file", cert])),
         "Node 'n' registered successfully.\n"
     );
-    // Closed by the center: EOF or a reset, not the test's own read timeout (three
+    // Closed by the center: EOF or a reset, not the test's own read timeout (thirty
     // times the center's limit, for a loaded machine).
     stalled
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))

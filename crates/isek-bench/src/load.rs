@@ -68,6 +68,13 @@ pub struct LoadSpec {
     pub metadata_bytes: usize,
     /// A request that takes longer counts as failed and ends its connection.
     pub timeout: Duration,
+    /// Send `Accept-Encoding: gzip, deflate`, as Python's requests (and so every
+    /// unchanged ISEK node) does.
+    pub accept_gzip: bool,
+    /// Open loop: request N is due at `N / rate` seconds after the start (over all
+    /// connections), and its latency counts from then, so a stalled server shows
+    /// (no coordinated omission). None: closed loop, each connection as fast as it can.
+    pub rate: Option<f64>,
 }
 
 impl LoadSpec {
@@ -84,6 +91,8 @@ impl LoadSpec {
             first_id: 0,
             metadata_bytes: 100,
             timeout: Duration::from_secs(10),
+            accept_gzip: false,
+            rate: None,
         }
     }
 }
@@ -184,6 +193,8 @@ struct RequestFactory {
     metadata: Metadata,
     /// `Host` header value.
     host: String,
+    /// Whether to send `Accept-Encoding: gzip, deflate`.
+    accept_gzip: bool,
 }
 
 impl RequestFactory {
@@ -202,6 +213,7 @@ impl RequestFactory {
             first_id: spec.first_id,
             metadata,
             host: spec.addr.to_string(),
+            accept_gzip: spec.accept_gzip,
         }
     }
 
@@ -232,6 +244,9 @@ impl RequestFactory {
         if !body.is_empty() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
         }
+        if self.accept_gzip {
+            builder = builder.header(header::ACCEPT_ENCODING, "gzip, deflate");
+        }
         Ok(builder.body(Full::new(body))?)
     }
 }
@@ -245,6 +260,10 @@ struct RunBounds {
     limit: u64,
     /// No request starts after this instant.
     deadline: Option<Instant>,
+    /// When the run started (open loop: request N is due at `started + N / rate`).
+    started: Instant,
+    /// Requests per second of an open-loop run.
+    rate: Option<f64>,
 }
 
 impl RunBounds {
@@ -258,6 +277,16 @@ impl RunBounds {
         }
         let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         (sequence < self.limit).then_some(sequence)
+    }
+
+    /// When request `sequence` is due (now, in a closed-loop run).
+    fn due(&self, sequence: u64) -> Instant {
+        match self.rate {
+            Some(rate) if rate > 0.0 => {
+                self.started + Duration::from_secs_f64(sequence as f64 / rate)
+            }
+            _ => Instant::now(),
+        }
     }
 }
 
@@ -292,6 +321,8 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, BenchError> {
         next: AtomicU64::new(0),
         limit: spec.requests.unwrap_or(u64::MAX),
         deadline: spec.duration.map(|duration| started + duration),
+        started,
+        rate: spec.rate,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for stream in streams {
@@ -357,7 +388,9 @@ async fn drive_connection(
                     break;
                 }
             };
-            let started = Instant::now();
+            // Open loop: wait until the request is due; its latency counts from then.
+            let started = bounds.due(sequence);
+            tokio::time::sleep_until(started.into()).await;
             let outcome = tokio::time::timeout(timeout, exchange(&mut sender, request)).await;
             stats.latency.record(started.elapsed());
             match outcome {

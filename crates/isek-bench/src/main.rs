@@ -73,6 +73,14 @@ struct LoadArgs {
     /// Runtime worker threads of the load generator (1: a single-threaded runtime).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Send `Accept-Encoding: gzip, deflate` (as Python's requests, so every unchanged
+    /// ISEK node, does).
+    #[arg(long)]
+    gzip: bool,
+    /// Open loop at this many requests per second in total (latency counted from each
+    /// request's due time); default: every connection as fast as it can.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// Options of `baseline`.
@@ -215,6 +223,8 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         nodes: args.nodes,
         first_id: args.first_id,
         metadata_bytes: args.metadata_bytes,
+        accept_gzip: args.gzip,
+        rate: args.rate,
         ..LoadSpec::new(addr, args.scenario)
     };
     let report = runtime(args.threads)?.block_on(load::run(&spec))?;

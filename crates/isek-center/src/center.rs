@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::command::{Deregister, Query, Register, Renew};
+use crate::command::{Collection, Deregister, Query, Register, Renew};
 use crate::config::Config;
 use crate::cursor::{Cursors, Pinned};
 use crate::dirlock::DirLock;
@@ -525,13 +525,15 @@ impl Center {
                         revision: self.revision(),
                     });
                 };
-                let asked = query.filter.as_ref().map(isek::filter::Filter::source);
-                if asked.is_some() && asked != pinned.source() {
+                let asked = query.asked.as_deref();
+                if pinned.collection != query.collection
+                    || (asked.is_some() && asked != pinned.asked.as_deref())
+                {
                     return Err(QueryError::OtherFilter);
                 }
                 (Some(serial), offset, pinned)
             }
-            None => (None, 0, Arc::new(self.pin(query.filter, now))),
+            None => (None, 0, Arc::new(self.pin(query, now))),
         };
         let page = crate::cursor::page(&pinned, offset, limit);
         let token = match (page.next, serial) {
@@ -553,21 +555,25 @@ impl Center {
             let (id, record) = pinned.nodes.get(*at)?;
             Some((&**id, record))
         });
-        let body = crate::render::page_body(
-            nodes,
-            page.matches.len(),
-            self.epoch(),
-            pinned.revision,
-            pinned.plan.as_str(),
-            token.as_deref(),
-        );
+        let (epoch, revision, plan) = (self.epoch(), pinned.revision, pinned.plan.as_str());
+        let count = page.matches.len();
+        let token = token.as_deref();
+        let body = match pinned.collection {
+            Collection::Nodes => {
+                crate::render::page_body(nodes, count, epoch, revision, plan, token)
+            }
+            Collection::Agents => {
+                crate::render::agents_body(nodes, count, epoch, revision, plan, token)
+            }
+        };
         Ok(Bytes::from(body))
     }
 
-    /// The candidates of `filter` (every live node without one), copied under the
-    /// state lock and sorted by id after it.
-    fn pin(&self, filter: Option<isek::filter::Filter>, now: Instant) -> Pinned {
-        let plan = filter
+    /// The candidates of `query`'s filter (every live node without one), copied
+    /// under the state lock and sorted by id after it.
+    fn pin(&self, query: Query, now: Instant) -> Pinned {
+        let plan = query
+            .filter
             .as_ref()
             .map_or(isek::filter::Plan::Scan, |f| f.plan().clone());
         let (plan, copy) = self.inner.core.lock().candidates(&plan, now);
@@ -577,7 +583,9 @@ impl Center {
             nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
         Pinned {
-            filter,
+            collection: query.collection,
+            asked: query.asked,
+            filter: query.filter,
             plan,
             revision: copy.revision,
             nodes,

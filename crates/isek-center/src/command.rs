@@ -101,13 +101,40 @@ impl Deregister {
     }
 }
 
-/// A filtered or paged listing (`GET /v1/nodes?filter=&limit=&cursor=`).
+/// What a query lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Collection {
+    /// Nodes (`GET /v1/nodes`).
+    #[default]
+    Nodes,
+    /// The A2A agent cards of the nodes that carry one (`GET /v1/agents`).
+    Agents,
+}
+
+/// A filtered or paged listing (`GET /v1/nodes?filter=&limit=&cursor=`,
+/// `GET /v1/agents`).
 #[derive(Debug, Clone, Default)]
 pub struct Query {
-    /// Only nodes this filter matches (`None`: every node).
+    /// What is listed.
+    pub collection: Collection,
+    /// Only nodes this filter matches (`None`: every node). For
+    /// [`Collection::Agents`], the caller adds "has an agent card" (see
+    /// [`agents_filter`]).
     pub filter: Option<isek::filter::Filter>,
+    /// The filter as the client sent it (a later page must name the same or none).
+    pub asked: Option<String>,
     /// Most nodes in the answer (`None`: the center's page size).
     pub limit: Option<usize>,
     /// Continue the query this cursor token came from (its filter and revision).
     pub cursor: Option<String>,
+}
+
+/// The filter of `GET /v1/agents` for a client's `filter` (already checked on its
+/// own, so its errors name the client's positions): the nodes that carry an
+/// agent card, and match it. An index serves the card's presence.
+pub fn agents_filter(asked: Option<&str>) -> String {
+    match asked {
+        Some(source) => format!("has(metadata.agent_card) && (\n{source}\n)"),
+        None => "has(metadata.agent_card)".to_owned(),
+    }
 }

@@ -24,11 +24,16 @@ use isek::NodeInfo;
 use isek::filter::{Filter, PlanKind};
 use tokio::time::Instant;
 
+use crate::command::Collection;
 use crate::record::NodeRecord;
 
 /// The candidates of one query at one revision, shared by all its pages.
 #[derive(Debug)]
 pub struct Pinned {
+    /// What the query lists.
+    pub collection: Collection,
+    /// The filter the client sent (a later page must not name another).
+    pub asked: Option<String>,
     /// The filter every candidate is evaluated with (`None`: every node matches).
     pub filter: Option<Filter>,
     /// Whether posting lists or a scan produced the candidates.
@@ -37,13 +42,6 @@ pub struct Pinned {
     pub revision: u64,
     /// The candidates, sorted by id.
     pub nodes: Vec<(Arc<str>, NodeRecord)>,
-}
-
-impl Pinned {
-    /// The source of the filter, if any (a later page must not name another).
-    pub fn source(&self) -> Option<&str> {
-        self.filter.as_ref().map(Filter::source)
-    }
 }
 
 /// One page: the positions of its nodes in [`Pinned::nodes`], and where the next
@@ -203,6 +201,8 @@ mod tests {
             })
             .collect();
         Arc::new(Pinned {
+            collection: Collection::Nodes,
+            asked: filter.map(str::to_owned),
             filter: filter.map(|f| Filter::compile(f).unwrap()),
             plan: PlanKind::Scan,
             revision: 7,

@@ -42,6 +42,8 @@ pub enum Endpoint {
     AvailableNodes,
     /// `GET /v1/nodes`.
     Nodes,
+    /// `GET /v1/agents`.
+    Agents,
     /// `GET /v1/watch` (until the stream starts).
     Watch,
     /// `GET /healthz` and `GET /readyz`.
@@ -54,12 +56,13 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in the order of their series.
-    pub const ALL: [Endpoint; 9] = [
+    pub const ALL: [Endpoint; 10] = [
         Self::Register,
         Self::Renew,
         Self::Deregister,
         Self::AvailableNodes,
         Self::Nodes,
+        Self::Agents,
         Self::Watch,
         Self::Health,
         Self::Metrics,
@@ -74,6 +77,7 @@ impl Endpoint {
             Self::Deregister => "deregister",
             Self::AvailableNodes => "available_nodes",
             Self::Nodes => "nodes",
+            Self::Agents => "agents",
             Self::Watch => "watch",
             Self::Health => "health",
             Self::Metrics => "metrics",

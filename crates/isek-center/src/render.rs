@@ -147,6 +147,42 @@ pub fn page_body<'a>(
     out.into_bytes()
 }
 
+/// One page of `GET /v1/agents`: the A2A agent card (`metadata.agent_card`) of each
+/// node of `nodes` (sorted by id), as `{"agent_card", "node_id"}` in an array, with
+/// the same `cursor`, `epoch`, `plan` and `revision` as a page of nodes.
+pub fn agents_body<'a>(
+    nodes: impl Iterator<Item = (&'a str, &'a NodeRecord)>,
+    count: usize,
+    epoch: u64,
+    revision: u64,
+    plan: &str,
+    cursor: Option<&str>,
+) -> Vec<u8> {
+    let mut out = String::with_capacity(128 + count * 512);
+    out.push_str("{\"code\":200,\"data\":{\"agents\":[");
+    for (i, (id, record)) in nodes.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Stored metadata is a compact JSON object; a card is there by the query.
+        let metadata: Value = serde_json::from_str(record.metadata()).unwrap_or(Value::Null);
+        out.push_str("{\"agent_card\":");
+        write_compact(&mut out, metadata.get("agent_card").unwrap_or(&Value::Null));
+        out.push_str(",\"node_id\":");
+        write_str(&mut out, id);
+        out.push('}');
+    }
+    out.push_str("],\"cursor\":");
+    match cursor {
+        Some(cursor) => write_str(&mut out, cursor),
+        None => out.push_str("null"),
+    }
+    let _ = write!(out, ",\"epoch\":{epoch},\"plan\":");
+    write_str(&mut out, plan);
+    let _ = writeln!(out, ",\"revision\":{revision}}},\"message\":\"success\"}}");
+    out.into_bytes()
+}
+
 /// Serializes the live nodes at `now` as Flask's `jsonify` would, `expires_at` in
 /// Unix seconds relative to `wall` (the wall clock at `now`); also returns the
 /// earliest deadline among them.

@@ -264,7 +264,7 @@ async fn every_discovery_bound_has_its_envelope_when_hit() {
     // Another filter on this cursor is refused; its own filter is fine.
     c.get_with(NODES, &[("cursor", &cursor), ("filter", "true")])
         .await
-        .assert_bad_request_naming("differs");
+        .assert_bad_request_naming("another query");
     let second = data(
         &c.get_with(
             NODES,

@@ -49,6 +49,7 @@ async fn the_document_is_openapi_3_1_and_describes_every_endpoint() {
         ("/isek_center/deregister", "post"),
         ("/isek_center/available_nodes", "get"),
         ("/v1/nodes", "get"),
+        ("/v1/agents", "get"),
         ("/v1/watch", "get"),
         ("/healthz", "get"),
         ("/readyz", "get"),

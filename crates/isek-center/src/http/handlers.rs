@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures::StreamExt;
 use isek::wire::center::{
-    AVAILABLE_NODES_PATH, DEREGISTER_PATH, NODES_PATH, REGISTER_PATH, RENEW_PATH, WATCH_PATH,
-    deregister_not_found_message, deregistered_message, registered_message,
+    AGENTS_PATH, AVAILABLE_NODES_PATH, DEREGISTER_PATH, NODES_PATH, REGISTER_PATH, RENEW_PATH,
+    WATCH_PATH, deregister_not_found_message, deregistered_message, registered_message,
     renew_not_found_message, renewed_message,
 };
 
@@ -28,8 +28,8 @@ use std::time::Instant;
 
 use super::negotiation;
 use super::openapi::{
-    AvailableNodesAnswer, Envelope, GoneAnswer, NodesAnswer, OPENAPI_PATH, ProofRequest,
-    RegisterAnswer, RegisterRequest,
+    AgentsAnswer, AvailableNodesAnswer, Envelope, GoneAnswer, NodesAnswer, OPENAPI_PATH,
+    ProofRequest, RegisterAnswer, RegisterRequest,
 };
 use super::operator::{self, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH};
 use super::rejection::{Rejection, envelope, json_response};
@@ -38,7 +38,7 @@ use super::request::{
 };
 use crate::admission::{ClientAddr, WatcherRefusal, Watchers};
 use crate::center::{Center, QueryError};
-use crate::command::Query;
+use crate::command::{Collection, Query, agents_filter};
 use crate::encoding;
 use crate::metrics::{Endpoint, Op, Outcome, ResyncReason};
 use crate::render::{envelope_with_token, gone_envelope};
@@ -53,6 +53,7 @@ pub fn router(center: Center) -> Router {
         .route(DEREGISTER_PATH, post(deregister))
         .route(AVAILABLE_NODES_PATH, get(available_nodes))
         .route(NODES_PATH, get(nodes))
+        .route(AGENTS_PATH, get(agents))
         .route(WATCH_PATH, get(watch))
         .route(HEALTHZ_PATH, get(operator::healthz))
         .route(READYZ_PATH, get(operator::readyz))
@@ -293,24 +294,70 @@ pub(super) async fn nodes(State(center): State<Center>, RawQuery(query): RawQuer
             Ok(body) => json_response(StatusCode::OK, body),
             Err(rejection) => rejection.into_response(),
         },
-        Ok(parsed) => queried(&center, parsed).await,
+        Ok(parsed) => queried(&center, parsed, Collection::Nodes).await,
     };
     observed(&center, Endpoint::Nodes, None, started, response)
 }
 
+/// `GET /v1/agents`: the A2A agent cards of the live nodes that carry one, in pages,
+/// optionally narrowed by `filter`: the center as an A2A curated registry.
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    tag = "extensions",
+    params(
+        ("filter" = Option<String>, Query, description = "A CEL expression over `node_id`, `host`, `port`, `public_key` and `metadata` (the card is `metadata.agent_card`): only the agents it matches"),
+        ("limit" = Option<usize>, Query, description = "Most agents in the answer (1 to the center's --max-page, its default)"),
+        ("cursor" = Option<String>, Query, description = "The next page of the query whose answer gave this token: same filter, same revision"),
+    ),
+    responses(
+        (status = 200, description = "One page of agent cards sorted by node id, with the plan, the revision all pages show, and the next page's cursor", body = AgentsAnswer),
+        (status = 400, description = "A bad filter (its line:column and the problem), a limit out of range, a parameter given twice, or a filter other than the cursor's", body = Envelope),
+        (status = 410, description = "The cursor is unknown or expired: start the query over", body = GoneAnswer),
+        (status = 503, description = "The answer could not be rendered, or too many cursors are open", body = Envelope),
+    )
+)]
+pub(super) async fn agents(State(center): State<Center>, RawQuery(query): RawQuery) -> Response {
+    let started = Instant::now();
+    let response = match listing_query(
+        query.as_deref().unwrap_or(""),
+        center.config().discovery.max_page,
+    ) {
+        Err(rejection) => rejection.into_response(),
+        Ok(parsed) => queried(&center, parsed, Collection::Agents).await,
+    };
+    observed(&center, Endpoint::Agents, None, started, response)
+}
+
 /// The answer of a filtered or paged listing: the filter is compiled and the page
 /// evaluated on a blocking thread.
-async fn queried(center: &Center, parsed: super::request::ListingQuery) -> Response {
+async fn queried(
+    center: &Center,
+    parsed: super::request::ListingQuery,
+    collection: Collection,
+) -> Response {
     let center = center.clone();
     let answer = tokio::task::spawn_blocking(move || {
         let limits = center.config().discovery.filter_limits();
-        let filter = parsed
+        // The client's filter alone first: its errors name the client's positions.
+        let mut filter = parsed
             .filter
             .as_deref()
             .map(|source| compile_filter(source, limits))
             .transpose()?;
+        if collection == Collection::Agents {
+            let source = agents_filter(parsed.filter.as_deref());
+            let wider = isek::filter::Limits {
+                max_source_bytes: limits.max_source_bytes.saturating_add(64),
+                max_operators: limits.max_operators.saturating_add(8),
+                ..limits
+            };
+            filter = Some(compile_filter(&source, wider)?);
+        }
         let query = Query {
+            collection,
             filter,
+            asked: parsed.filter,
             limit: parsed.limit,
             cursor: parsed.cursor,
         };
@@ -340,7 +387,7 @@ fn query_rejection(error: QueryError) -> Response {
             ),
         ),
         QueryError::OtherFilter => Rejection::bad_request(
-            "'filter' differs from the filter of this cursor's first page; leave it out or start over.",
+            "This cursor belongs to another query: its first page had another 'filter' or was on another listing; leave 'filter' out or start over.",
         )
         .into_response(),
         QueryError::TooManyCursors { max } => Rejection::unavailable(format!(

@@ -189,6 +189,42 @@ pub struct NodesAnswer {
     message: String,
 }
 
+/// One agent of `GET /v1/agents`.
+#[derive(ToSchema)]
+pub struct Agent {
+    /// The node's A2A AgentCard (`metadata.agent_card`), as registered.
+    #[schema(value_type = Object)]
+    agent_card: serde_json::Map<String, serde_json::Value>,
+    /// The node that carries it.
+    node_id: String,
+}
+
+/// The `data` of `GET /v1/agents`: one page of agent cards.
+#[derive(ToSchema)]
+pub struct AgentsData {
+    /// The agents of this page, sorted by node id.
+    agents: Vec<Agent>,
+    /// The token of the next page (`cursor=`), `null` on the last.
+    cursor: Option<String>,
+    /// Incarnation of the center.
+    epoch: u64,
+    /// `index` (candidates from posting lists) or `scan`.
+    plan: String,
+    /// The revision every page of this query shows.
+    revision: u64,
+}
+
+/// `GET /v1/agents` answer.
+#[derive(ToSchema)]
+pub struct AgentsAnswer {
+    /// 200.
+    code: u16,
+    /// The page.
+    data: AgentsData,
+    /// `success`.
+    message: String,
+}
+
 /// The `data` of a 410: where the center is now.
 #[derive(ToSchema)]
 pub struct Revision {
@@ -265,6 +301,7 @@ pub struct ReadinessAnswer {
         super::handlers::deregister,
         super::handlers::available_nodes,
         super::handlers::nodes,
+        super::handlers::agents,
         super::handlers::watch,
         super::operator::healthz,
         super::operator::readyz,
@@ -283,6 +320,9 @@ pub struct ReadinessAnswer {
         AvailableNodesAnswer,
         NodesData,
         NodesAnswer,
+        Agent,
+        AgentsData,
+        AgentsAnswer,
         Revision,
         GoneAnswer,
         HealthData,

@@ -123,6 +123,10 @@ pub const BODY_MUST_BE_JSON_MESSAGE: &str = "Request body must be JSON.";
 
 /// Path of the listing with the current revision (GET), our extension.
 pub const NODES_PATH: &str = "/v1/nodes";
+
+/// Path of the A2A agent cards of the live nodes that carry one (`?filter=`,
+/// `limit`, `cursor` as for [`NODES_PATH`]): the center as a curated registry.
+pub const AGENTS_PATH: &str = "/v1/agents";
 /// Path of the change stream (GET, `text/event-stream`), our extension. Query:
 /// `since=REV` (resume after a revision) and `epoch=E` (the center incarnation that
 /// revision belongs to).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use harness::{ISEK, dead_port, failure, success};
 use isek::identity::{NodeIdentity, PublicKey};
-use isek_testkit::etcd::EtcdServer;
+use isek_testkit::etcd::EtcdNamespace;
 use serde_json::Value;
 
 /// Runs `isek <args>` in `dir` with `env`, and nothing from the test's environment
@@ -129,9 +129,8 @@ fn keygen(dir: &Path, name: &str) -> String {
 }
 
 /// `isek nodes --etcd <endpoint> --json [extra]`, parsed.
-fn listing(dir: &Path, endpoint: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["nodes", "--etcd", endpoint, "--json"];
-    args.extend_from_slice(extra);
+fn listing(dir: &Path, endpoint: &str, parent: &str) -> Value {
+    let args = ["nodes", "--etcd", endpoint, "--parent", parent, "--json"];
     serde_json::from_str(&success(&isek_in(dir, &args, &[]))).unwrap()
 }
 
@@ -173,9 +172,10 @@ fn keygen_writes_an_owner_only_key_and_never_overwrites() {
 
 #[tokio::test]
 async fn register_renew_and_deregister_from_separate_processes_with_one_identity() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let endpoint = etcd.endpoint();
     let e = endpoint.as_str();
+    let p = etcd.parent();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let owner_key = keygen(d, "owner.pem");
@@ -188,6 +188,8 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
             "register",
             "--etcd",
             e,
+            "--parent",
+            p,
             "--identity",
             "owner.pem",
             "--node-id",
@@ -204,7 +206,7 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
     assert_eq!(out, "Node 'alpha' registered successfully.\n");
 
     // The operator's table.
-    let table = success(&isek_in(d, &["nodes", "--etcd", e], &[]));
+    let table = success(&isek_in(d, &["nodes", "--etcd", e, "--parent", p], &[]));
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 2, "{table}");
     let header: Vec<&str> = lines[0].split_whitespace().collect();
@@ -216,7 +218,7 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
     assert_eq!(&row[..5], ["alpha", "10.0.0.1", "8080", "yes", "no"]);
 
     // And as JSON: the entry's fields plus verified/legacy.
-    let before = listing(d, e, &[]);
+    let before = listing(d, e, p);
     let alpha = &before["alpha"];
     assert_eq!(alpha["node_id"], "alpha");
     assert_eq!(alpha["host"], "10.0.0.1");
@@ -233,13 +235,13 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
     // $ISEK_ETCD selects etcd when no flag does; --parent namespaces are separate.
     let from_env: Value = serde_json::from_str(&success(&isek_in(
         d,
-        &["nodes", "--json"],
+        &["nodes", "--json", "--parent", p],
         &[("ISEK_ETCD", e)],
     )))
     .unwrap();
     assert_eq!(from_env, before);
     assert_eq!(
-        listing(d, e, &["--parent", "elsewhere"]),
+        listing(d, e, &etcd.parent_for("elsewhere")),
         serde_json::json!({})
     );
 
@@ -251,6 +253,8 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
                 "renew",
                 "--etcd",
                 e,
+                "--parent",
+                p,
                 "--identity",
                 key,
                 "--node-id",
@@ -275,6 +279,8 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
                 "deregister",
                 "--etcd",
                 e,
+                "--parent",
+                p,
                 "--identity",
                 "intruder.pem",
                 "--node-id",
@@ -292,6 +298,8 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
                 "register",
                 "--etcd",
                 e,
+                "--parent",
+                p,
                 "--identity",
                 "intruder.pem",
                 "--node-id",
@@ -306,12 +314,16 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
         1,
     );
     assert!(line.starts_with("error: conflict:"), "{line}");
-    assert_eq!(listing(d, e, &[]), before, "the node was touched");
+    assert_eq!(listing(d, e, p), before, "the node was touched");
 
     // Without an identity, renew and deregister say what they need.
     for command in ["renew", "deregister"] {
         let line = failure(
-            &isek_in(d, &[command, "--etcd", e, "--node-id", "alpha"], &[]),
+            &isek_in(
+                d,
+                &[command, "--etcd", e, "--parent", p, "--node-id", "alpha"],
+                &[],
+            ),
             1,
         );
         assert_eq!(
@@ -334,6 +346,8 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
             "deregister",
             "--etcd",
             e,
+            "--parent",
+            p,
             "--identity",
             "owner.pem",
             "--node-id",
@@ -342,10 +356,10 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
         &[],
     ));
     assert_eq!(out, "Node 'alpha' deregistered successfully.\n");
-    assert_eq!(listing(d, e, &[]), serde_json::json!({}));
+    assert_eq!(listing(d, e, p), serde_json::json!({}));
     assert_eq!(
-        success(&isek_in(d, &["nodes", "--etcd", e], &[])),
-        "No entries under /root/.\n"
+        success(&isek_in(d, &["nodes", "--etcd", e, "--parent", p], &[])),
+        format!("No entries under /{p}/.\n")
     );
     let line = failure(&renew("owner.pem"), 1);
     assert!(line.starts_with("error: not found:"), "{line}");
@@ -353,15 +367,18 @@ async fn register_renew_and_deregister_from_separate_processes_with_one_identity
 
 #[tokio::test]
 async fn register_without_identity_saves_the_new_key_next_to_the_caller() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let endpoint = etcd.endpoint();
     let e = endpoint.as_str();
+    let p = etcd.parent();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let register = [
         "register",
         "--etcd",
         e,
+        "--parent",
+        p,
         "--node-id",
         "beta",
         "--host",
@@ -385,7 +402,7 @@ async fn register_without_identity_saves_the_new_key_next_to_the_caller() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
     let saved = NodeIdentity::load(&path).unwrap();
-    let listed = listing(d, e, &[]);
+    let listed = listing(d, e, p);
     assert_eq!(listed["beta"]["public_key"], saved.public_key().to_base64());
     assert_eq!(listed["beta"]["verified"], true);
 
@@ -397,6 +414,8 @@ async fn register_without_identity_saves_the_new_key_next_to_the_caller() {
                 command,
                 "--etcd",
                 e,
+                "--parent",
+                p,
                 "--identity",
                 "beta.key.pem",
                 "--node-id",
@@ -409,20 +428,21 @@ async fn register_without_identity_saves_the_new_key_next_to_the_caller() {
     // A second identity-less register would need a second file: refused, nothing changes.
     let line = failure(&isek_in(d, &register, &[]), 1);
     assert!(line.contains("./beta.key.pem already exists"), "{line}");
-    assert_eq!(listing(d, e, &[]), listed);
+    assert_eq!(listing(d, e, p), listed);
     assert_eq!(
         NodeIdentity::load(&path).unwrap().public_key(),
         saved.public_key()
     );
     success(&with_key("deregister"));
-    assert_eq!(listing(d, e, &[]), serde_json::json!({}));
+    assert_eq!(listing(d, e, p), serde_json::json!({}));
 }
 
 #[tokio::test]
 async fn operator_view_shows_legacy_and_tampered_entries() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let endpoint = etcd.endpoint();
     let e = endpoint.as_str();
+    let p = etcd.parent();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let samples = samples();
@@ -436,18 +456,20 @@ async fn operator_view_shows_legacy_and_tampered_entries() {
     let mut raw = etcd_client::Client::connect([endpoint.clone()], None)
         .await
         .unwrap();
+    // The samples' keys are under the default parent `root`: moved into this namespace.
+    let key_of = |sample: &Value| {
+        let key = sample["key"].as_str().unwrap();
+        etcd.key(key.strip_prefix("/root/").unwrap())
+    };
     for (key, value) in [
-        (
-            legacy["key"].as_str().unwrap(),
-            legacy["value_exact"].as_str().unwrap(),
-        ),
-        (tampered["key"].as_str().unwrap(), forged.as_str()),
-        ("/root/garbage", "not json"),
+        (key_of(legacy), legacy["value_exact"].as_str().unwrap()),
+        (key_of(tampered), forged.as_str()),
+        (etcd.key("garbage"), "not json"),
     ] {
         raw.put(key, value, None).await.unwrap();
     }
 
-    let listed = listing(d, e, &[]);
+    let listed = listing(d, e, p);
     let a = &listed["node-a"];
     assert_eq!(a["verified"], true, "{a}");
     assert_eq!(a["legacy"], true, "{a}");
@@ -464,10 +486,10 @@ async fn operator_view_shows_legacy_and_tampered_entries() {
     );
     let garbage = &listed["garbage"];
     assert_eq!(garbage["verified"], false, "{garbage}");
-    assert_eq!(garbage["key"], "/root/garbage");
+    assert_eq!(garbage["key"], etcd.key("garbage"));
     assert!(garbage.get("host").is_none(), "{garbage}");
 
-    let table = success(&isek_in(d, &["nodes", "--etcd", e], &[]));
+    let table = success(&isek_in(d, &["nodes", "--etcd", e, "--parent", p], &[]));
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 6, "{table}");
     let cells = |line: &str| {
@@ -479,20 +501,22 @@ async fn operator_view_shows_legacy_and_tampered_entries() {
     assert_eq!(cells(lines[1]), "garbage - - no no");
     assert_eq!(cells(lines[2]), "node-a 127.0.0.1 9001 yes yes");
     assert_eq!(cells(lines[3]), "node-b localhost 9999 no yes");
-    assert!(lines[4].starts_with("! /root/garbage: "), "{table}");
-    assert!(lines[5].starts_with("! /root/node-b: "), "{table}");
+    let flagged = |id: &str| format!("! {}: ", etcd.key(id));
+    assert!(lines[4].starts_with(&flagged("garbage")), "{table}");
+    assert!(lines[5].starts_with(&flagged("node-b")), "{table}");
 }
 
 #[tokio::test]
 async fn run_and_watch_drive_etcd() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let endpoint = etcd.endpoint();
     let e = endpoint.as_str();
+    let p = etcd.parent();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let key = keygen(d, "run.pem");
 
-    let mut watch = Daemon::spawn(d, &["watch", "--etcd", e]);
+    let mut watch = Daemon::spawn(d, &["watch", "--etcd", e, "--parent", p]);
     watch.expect_line("# live (change stream), 0 nodes");
     let mut run = Daemon::spawn(
         d,
@@ -500,6 +524,8 @@ async fn run_and_watch_drive_etcd() {
             "run",
             "--etcd",
             e,
+            "--parent",
+            p,
             "--identity",
             "run.pem",
             "--node-id",
@@ -514,7 +540,7 @@ async fn run_and_watch_drive_etcd() {
     );
     run.expect_line("registered runner h:7");
     watch.expect_line("+ runner h:7");
-    let listed = listing(d, e, &[]);
+    let listed = listing(d, e, p);
     assert_eq!(listed["runner"]["public_key"], key.as_str());
     assert_eq!(listed["runner"]["verified"], true);
     // Another process with the same key may renew the node `run` keeps alive.
@@ -524,6 +550,8 @@ async fn run_and_watch_drive_etcd() {
             "renew",
             "--etcd",
             e,
+            "--parent",
+            p,
             "--identity",
             "run.pem",
             "--node-id",
@@ -535,7 +563,7 @@ async fn run_and_watch_drive_etcd() {
     assert!(run.terminate().success());
     run.expect_line("stopped runner");
     watch.expect_line("- runner");
-    assert_eq!(listing(d, e, &[]), serde_json::json!({}));
+    assert_eq!(listing(d, e, p), serde_json::json!({}));
     assert!(watch.terminate().success());
 }
 

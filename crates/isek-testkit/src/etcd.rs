@@ -5,6 +5,8 @@
 //! gets its own data directory and ports, so tests run in parallel and never touch a
 //! system etcd on 2379. [`EtcdServer::stop`] and [`EtcdServer::restart`] let fault
 //! tests take it away and bring it back on the same endpoint with the same data.
+//! Tests that do neither take an [`EtcdNamespace`] instead: a parent id of their own on
+//! one etcd shared by the whole run (`shared`).
 
 use std::fmt;
 use std::net::TcpListener;
@@ -13,6 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+mod shared;
+
+pub use shared::EtcdNamespace;
 
 /// How long a fresh etcd may take to answer `/health`.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

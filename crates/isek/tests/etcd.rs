@@ -1,4 +1,6 @@
-//! `EtcdRegistry` against a real etcd (started by the testkit on free ports).
+//! `EtcdRegistry` against a real etcd (started by the testkit on free ports): each test
+//! in a namespace of its own on the run's shared etcd, except those that stop, restart
+//! or compact etcd or enable auth, which start a server of their own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -9,7 +11,7 @@ use futures::StreamExt as _;
 use isek::etcd::{EtcdConfig, EtcdRegistry};
 use isek::identity::NodeIdentity;
 use isek::{Error, Metadata, NodeEvent, Registry};
-use isek_testkit::etcd::EtcdServer;
+use isek_testkit::etcd::{EtcdNamespace, EtcdServer};
 use serde_json::{Value, json};
 
 fn spec() -> Value {
@@ -24,13 +26,18 @@ fn meta(v: Value) -> Metadata {
     v.as_object().unwrap().clone()
 }
 
-async fn registry(etcd: &EtcdServer, parent: &str, id: &NodeIdentity) -> EtcdRegistry {
-    let config = EtcdConfig::new([etcd.endpoint()]).parent(parent);
+async fn registry_at(endpoint: String, parent: &str, id: &NodeIdentity) -> EtcdRegistry {
+    let config = EtcdConfig::new([endpoint]).parent(parent);
     EtcdRegistry::connect(config, id.clone()).await.unwrap()
 }
 
-async fn raw_client(etcd: &EtcdServer) -> etcd_client::Client {
-    etcd_client::Client::connect([etcd.endpoint()], None)
+/// A registry for `id` in the namespace's own parent.
+async fn registry(etcd: &EtcdNamespace, id: &NodeIdentity) -> EtcdRegistry {
+    registry_at(etcd.endpoint(), etcd.parent(), id).await
+}
+
+async fn raw_client(endpoint: String) -> etcd_client::Client {
+    etcd_client::Client::connect([endpoint], None)
         .await
         .unwrap()
 }
@@ -53,13 +60,13 @@ where
 
 #[tokio::test]
 async fn conformance_suite_passes() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let endpoint = etcd.endpoint();
     let counter = AtomicUsize::new(0);
     isek_testkit::conformance::check_registry(
         isek_testkit::conformance::Deadlines::NotReported,
         |ttl| {
-            let parent = format!("conformance-{}", counter.fetch_add(1, Ordering::SeqCst));
+            let parent = etcd.parent_for(&counter.fetch_add(1, Ordering::SeqCst).to_string());
             let config = EtcdConfig::new([endpoint.clone()]).parent(parent).ttl(ttl);
             async move {
                 EtcdRegistry::connect(config, NodeIdentity::generate())
@@ -73,8 +80,8 @@ async fn conformance_suite_passes() {
 
 #[tokio::test]
 async fn original_entries_are_listed_and_verified() {
-    let etcd = EtcdServer::start().await.unwrap();
-    let mut raw = raw_client(&etcd).await;
+    let etcd = EtcdNamespace::new().await.unwrap();
+    let mut raw = raw_client(etcd.endpoint()).await;
     let spec = spec();
     for sample in spec["samples"].as_object().unwrap().values() {
         let key_hex = sample["key_bytes_hex"].as_str().unwrap();
@@ -82,11 +89,13 @@ async fn original_entries_are_listed_and_verified() {
             .step_by(2)
             .map(|i| u8::from_str_radix(&key_hex[i..i + 2], 16).unwrap())
             .collect();
+        // Captured under the default parent `root`: moved into this test's namespace.
+        let key = [etcd.key("").as_bytes(), &key[b"/root/".len()..]].concat();
         raw.put(key, sample["value_exact"].as_str().unwrap(), None)
             .await
             .unwrap();
     }
-    let reg = registry(&etcd, "root", &NodeIdentity::generate()).await;
+    let reg = registry(&etcd, &NodeIdentity::generate()).await;
     let nodes = reg.get_available_nodes().await.unwrap();
     // The Latin-1 key (not UTF-8) is skipped, the three others verify.
     let expected = spec["get_available_nodes_result"].as_object().unwrap();
@@ -132,16 +141,16 @@ async fn original_entries_are_listed_and_verified() {
 
 #[tokio::test]
 async fn malformed_entries_are_skipped_not_fatal() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let id = NodeIdentity::generate();
-    let reg = registry(&etcd, "p", &id).await;
+    let reg = registry(&etcd, &id).await;
     reg.register_node("good", "127.0.0.1", 9000, meta(json!({"name": "g"})))
         .await
         .unwrap();
     let good = String::from_utf8(
-        raw_client(&etcd)
+        raw_client(etcd.endpoint())
             .await
-            .get("/p/good", None)
+            .get(etcd.key("good"), None)
             .await
             .unwrap()
             .kvs()[0]
@@ -149,21 +158,20 @@ async fn malformed_entries_are_skipped_not_fatal() {
             .to_vec(),
     )
     .unwrap();
-    let mut raw = raw_client(&etcd).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     let bad: Vec<(&str, String)> = vec![
-        ("/p/garbage", "not json {".into()),
-        ("/p/array", "[1, 2]".into()),
-        ("/p/no-sig", r#"{"node_info": {"node_id": "no-sig", "host": "h", "port": 1, "public_key": "x", "metadata": {}}}"#.into()),
-        ("/p/copied", good.clone()),
-        ("/p/tampered", good.replace("\"good\"", "\"tampered\"")),
-        ("/p/bad-port", good.replace("9000", "70000").replace("\"good\"", "\"bad-port\"")),
+        ("garbage", "not json {".into()),
+        ("array", "[1, 2]".into()),
+        ("no-sig", r#"{"node_info": {"node_id": "no-sig", "host": "h", "port": 1, "public_key": "x", "metadata": {}}}"#.into()),
+        ("copied", good.clone()),
+        ("tampered", good.replace("\"good\"", "\"tampered\"")),
+        ("bad-port", good.replace("9000", "70000").replace("\"good\"", "\"bad-port\"")),
     ];
-    for (key, value) in &bad {
-        raw.put(*key, value.as_str(), None).await.unwrap();
+    for (id, value) in &bad {
+        raw.put(etcd.key(id), value.as_str(), None).await.unwrap();
     }
-    raw.put(b"/p/\xff\xfe".to_vec(), good.as_str(), None)
-        .await
-        .unwrap();
+    let not_utf8 = [etcd.key("").as_bytes(), b"\xff\xfe"].concat();
+    raw.put(not_utf8, good.as_str(), None).await.unwrap();
     let nodes = reg.get_available_nodes().await.unwrap();
     assert_eq!(nodes.keys().collect::<Vec<_>>(), vec!["good"]);
     assert_eq!(
@@ -189,10 +197,10 @@ async fn malformed_entries_are_skipped_not_fatal() {
 
 #[tokio::test]
 async fn identities_cannot_touch_each_others_nodes() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let alice_id = NodeIdentity::generate();
-    let alice = registry(&etcd, "root", &alice_id).await;
-    let mallory = registry(&etcd, "root", &NodeIdentity::generate()).await;
+    let alice = registry(&etcd, &alice_id).await;
+    let mallory = registry(&etcd, &NodeIdentity::generate()).await;
     alice
         .register_node("n1", "10.0.0.1", 8000, meta(json!({"owner": "alice"})))
         .await
@@ -223,7 +231,7 @@ async fn identities_cannot_touch_each_others_nodes() {
 
     // Another process holding alice's key may renew and deregister (it finds the lease
     // on the key).
-    let alice_elsewhere = registry(&etcd, "root", &alice_id).await;
+    let alice_elsewhere = registry(&etcd, &alice_id).await;
     alice_elsewhere.lease_refresh("n1").await.unwrap();
     alice_elsewhere.deregister_node("n1").await.unwrap();
     assert!(matches!(
@@ -243,21 +251,21 @@ async fn identities_cannot_touch_each_others_nodes() {
 
 #[tokio::test]
 async fn reregistering_replaces_entry_and_lease() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let id = NodeIdentity::generate();
-    let reg = registry(&etcd, "root", &id).await;
-    let mut raw = raw_client(&etcd).await;
+    let reg = registry(&etcd, &id).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     reg.register_node("n", "a", 1, Metadata::new())
         .await
         .unwrap();
-    let first_lease = raw.get("/root/n", None).await.unwrap().kvs()[0].lease();
+    let first_lease = raw.get(etcd.key("n"), None).await.unwrap().kvs()[0].lease();
     // From another instance with the same identity, too.
-    let other = registry(&etcd, "root", &id).await;
+    let other = registry(&etcd, &id).await;
     other
         .register_node("n", "b", 2, meta(json!({"v": 2})))
         .await
         .unwrap();
-    let kv = raw.get("/root/n", None).await.unwrap().kvs()[0].clone();
+    let kv = raw.get(etcd.key("n"), None).await.unwrap().kvs()[0].clone();
     assert_ne!(kv.lease(), first_lease);
     let stored: Value = serde_json::from_slice(kv.value()).unwrap();
     assert_eq!(stored["signature_alg"], "ES256");
@@ -278,11 +286,16 @@ async fn reregistering_replaces_entry_and_lease() {
 
 #[tokio::test]
 async fn parents_are_isolated_namespaces() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let id = NodeIdentity::generate();
-    let a = registry(&etcd, "team-a", &id).await;
-    let b = registry(&etcd, "team-b", &NodeIdentity::generate()).await;
-    let prefix_of_a = registry(&etcd, "team", &id).await;
+    let a = registry_at(etcd.endpoint(), &etcd.parent_for("team-a"), &id).await;
+    let b = registry_at(
+        etcd.endpoint(),
+        &etcd.parent_for("team-b"),
+        &NodeIdentity::generate(),
+    )
+    .await;
+    let prefix_of_a = registry_at(etcd.endpoint(), &etcd.parent_for("team"), &id).await;
     a.register_node("n", "a", 1, Metadata::new()).await.unwrap();
     b.register_node("n", "b", 2, Metadata::new()).await.unwrap();
     b.register_node("only-b", "b", 3, Metadata::new())
@@ -304,9 +317,9 @@ async fn parents_are_isolated_namespaces() {
 
 #[tokio::test]
 async fn unrefreshed_node_expires_after_its_ttl() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let id = NodeIdentity::generate();
-    let config = EtcdConfig::new([etcd.endpoint()]).ttl(Duration::from_secs(2));
+    let config = etcd.config().ttl(Duration::from_secs(2));
     let reg = EtcdRegistry::connect(config, id).await.unwrap();
     reg.register_node("kept", "h", 1, Metadata::new())
         .await
@@ -358,8 +371,8 @@ async fn unrefreshed_node_expires_after_its_ttl() {
 
 #[tokio::test]
 async fn invalid_arguments_are_rejected() {
-    let etcd = EtcdServer::start().await.unwrap();
-    let reg = registry(&etcd, "root", &NodeIdentity::generate()).await;
+    let etcd = EtcdNamespace::new().await.unwrap();
+    let reg = registry(&etcd, &NodeIdentity::generate()).await;
     for (id, host, port) in [("", "h", 1), ("a/b", "h", 1), ("n", "", 1), ("n", "h", 0)] {
         assert!(
             matches!(
@@ -496,7 +509,7 @@ async fn watch_streams_changes_and_survives_restart_and_compaction() {
     apply(&mut view, &event);
 
     // An invalid entry written by someone else is not a node.
-    let mut raw = raw_client(&etcd).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     raw.put("/root/junk", "junk", None).await.unwrap();
     reg.deregister_node("before").await.unwrap();
     let event = next_event(&mut stream).await;
@@ -512,7 +525,7 @@ async fn watch_streams_changes_and_survives_restart_and_compaction() {
     etcd.stop();
     tokio::time::sleep(Duration::from_millis(300)).await;
     etcd.restart().await.unwrap();
-    let writer = registry(&etcd, "root", reg.identity()).await;
+    let writer = registry_at(etcd.endpoint(), "root", reg.identity()).await;
     writer
         .register_node("b", "h", 3, Metadata::new())
         .await
@@ -554,15 +567,15 @@ async fn watch_streams_changes_and_survives_restart_and_compaction() {
 
 #[tokio::test]
 async fn refresh_notices_a_key_deleted_or_replaced_behind_its_back() {
-    let etcd = EtcdServer::start().await.unwrap();
-    let reg = registry(&etcd, "root", &NodeIdentity::generate()).await;
-    let mut raw = raw_client(&etcd).await;
+    let etcd = EtcdNamespace::new().await.unwrap();
+    let reg = registry(&etcd, &NodeIdentity::generate()).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     reg.register_node("node-a", "h", 1, Metadata::new())
         .await
         .unwrap();
     reg.lease_refresh("node-a").await.unwrap();
     // An operator deletes the key (the lease stays): the node must learn it is gone.
-    raw.delete("/root/node-a", None).await.unwrap();
+    raw.delete(etcd.key("node-a"), None).await.unwrap();
     assert!(matches!(
         reg.lease_refresh("node-a").await,
         Err(Error::NotFound(_))
@@ -574,7 +587,7 @@ async fn refresh_notices_a_key_deleted_or_replaced_behind_its_back() {
     // An original Python registry (no ownership checks) overwrites it with its own entry.
     let spec = spec();
     let original = spec["samples"]["ascii"]["value_exact"].as_str().unwrap();
-    raw.put("/root/node-a", original, None).await.unwrap();
+    raw.put(etcd.key("node-a"), original, None).await.unwrap();
     assert!(matches!(
         reg.lease_refresh("node-a").await,
         Err(Error::PermissionDenied(_))
@@ -584,7 +597,7 @@ async fn refresh_notices_a_key_deleted_or_replaced_behind_its_back() {
 #[tokio::test]
 async fn credentials_reach_an_etcd_with_auth_enabled() {
     let etcd = EtcdServer::start().await.unwrap();
-    let mut raw = raw_client(&etcd).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     raw.role_add("root").await.unwrap();
     raw.user_add("root", "root-pw", None).await.unwrap();
     raw.user_grant_role("root", "root").await.unwrap();
@@ -608,7 +621,7 @@ async fn credentials_reach_an_etcd_with_auth_enabled() {
         matches!(err, Error::PermissionDenied(_) | Error::InvalidArgument(_)),
         "{err}"
     );
-    let anonymous = registry(&etcd, "root", &NodeIdentity::generate()).await;
+    let anonymous = registry_at(etcd.endpoint(), "root", &NodeIdentity::generate()).await;
     let err = anonymous.get_available_nodes().await.unwrap_err();
     assert!(matches!(err, Error::PermissionDenied(_)), "{err}");
 }
@@ -618,9 +631,9 @@ async fn refresh_refuses_a_key_rewritten_on_its_own_lease() {
     // `put --ignore-lease` (or a put naming our lease id, which any reader can see)
     // replaces the entry but leaves the key on our lease: the key is no longer ours,
     // whatever lease it is on.
-    let etcd = EtcdServer::start().await.unwrap();
-    let reg = registry(&etcd, "root", &NodeIdentity::generate()).await;
-    let mut raw = raw_client(&etcd).await;
+    let etcd = EtcdNamespace::new().await.unwrap();
+    let reg = registry(&etcd, &NodeIdentity::generate()).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     let spec = spec();
     let original = spec["samples"]["ascii"]["value_exact"].as_str().unwrap();
     reg.register_node("node-a", "h", 1, Metadata::new())
@@ -628,7 +641,7 @@ async fn refresh_refuses_a_key_rewritten_on_its_own_lease() {
         .unwrap();
     reg.lease_refresh("node-a").await.unwrap();
     let ignore = etcd_client::PutOptions::new().with_ignore_lease();
-    raw.put("/root/node-a", original, Some(ignore))
+    raw.put(etcd.key("node-a"), original, Some(ignore))
         .await
         .unwrap();
     let err = reg.lease_refresh("node-a").await.unwrap_err();
@@ -638,9 +651,9 @@ async fn refresh_refuses_a_key_rewritten_on_its_own_lease() {
         .await
         .unwrap();
     reg.lease_refresh("node-b").await.unwrap();
-    let lease = raw.get("/root/node-b", None).await.unwrap().kvs()[0].lease();
+    let lease = raw.get(etcd.key("node-b"), None).await.unwrap().kvs()[0].lease();
     let same_lease = etcd_client::PutOptions::new().with_lease(lease);
-    raw.put("/root/node-b", original, Some(same_lease))
+    raw.put(etcd.key("node-b"), original, Some(same_lease))
         .await
         .unwrap();
     let err = reg.lease_refresh("node-b").await.unwrap_err();

@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use isek::etcd::{EtcdConfig, EtcdRegistry};
 use isek::identity::NodeIdentity;
 use isek::{Error, Metadata, Registry};
-use isek_testkit::etcd::EtcdServer;
+use isek_testkit::etcd::{EtcdNamespace, EtcdServer};
 
 async fn registry(config: EtcdConfig) -> Arc<EtcdRegistry> {
     Arc::new(
@@ -21,8 +21,8 @@ async fn registry(config: EtcdConfig) -> Arc<EtcdRegistry> {
     )
 }
 
-async fn raw_client(etcd: &EtcdServer) -> etcd_client::Client {
-    etcd_client::Client::connect([etcd.endpoint()], None)
+async fn raw_client(endpoint: String) -> etcd_client::Client {
+    etcd_client::Client::connect([endpoint], None)
         .await
         .unwrap()
 }
@@ -125,7 +125,7 @@ async fn refresh_reconnects_its_stream_after_etcd_restarts() {
     assert!(refresh_all(&reg, &ids, 16).await.iter().all(Result::is_ok));
     assert_eq!(reg.keep_alives_in_flight(), 0);
     // Expiry still works through the new stream: a revoked lease is NotFound.
-    let mut raw = raw_client(&etcd).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     let lease = raw.get("/root/n0", None).await.unwrap().kvs()[0].lease();
     raw.lease_revoke(lease).await.unwrap();
     let err = reg.lease_refresh("n0").await.unwrap_err();
@@ -135,15 +135,15 @@ async fn refresh_reconnects_its_stream_after_etcd_restarts() {
 
 #[tokio::test]
 async fn refresh_refuses_a_key_another_identity_overwrote_while_streaming() {
-    let etcd = EtcdServer::start().await.unwrap();
-    let reg = registry(EtcdConfig::new([etcd.endpoint()])).await;
+    let etcd = EtcdNamespace::new().await.unwrap();
+    let reg = registry(etcd.config()).await;
     let ids = register_many(&reg, 20).await;
     assert!(refresh_all(&reg, &ids, 8).await.iter().all(Result::is_ok));
     // Another identity takes n3 over (the original ISEK writes with no checks; here it
     // is an isek registry of its own that found the key free after a delete).
-    let mut raw = raw_client(&etcd).await;
-    raw.delete("/root/n3", None).await.unwrap();
-    let mallory = registry(EtcdConfig::new([etcd.endpoint()])).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
+    raw.delete(etcd.key("n3"), None).await.unwrap();
+    let mallory = registry(etcd.config()).await;
     mallory
         .register_node("n3", "10.6.6.6", 6666, Metadata::new())
         .await
@@ -169,9 +169,9 @@ async fn refresh_refuses_a_key_another_identity_overwrote_while_streaming() {
 
 #[tokio::test]
 async fn keep_alives_in_flight_stay_within_the_bound() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let bound = 4;
-    let reg = registry(EtcdConfig::new([etcd.endpoint()]).max_keepalive_in_flight(bound)).await;
+    let reg = registry(etcd.config().max_keepalive_in_flight(bound)).await;
     let ids = register_many(&reg, 100).await;
     assert!(refresh_all(&reg, &ids, 8).await.iter().all(Result::is_ok));
     let peak = Arc::new(AtomicUsize::new(0));
@@ -252,7 +252,7 @@ async fn refused_registration_leaves_no_lease_behind() {
         .register_node("n", "h", 1, Metadata::new())
         .await
         .unwrap();
-    let mut raw = raw_client(&etcd).await;
+    let mut raw = raw_client(etcd.endpoint()).await;
     let before = raw.leases().await.unwrap().leases().len();
     for _ in 0..5 {
         let err = mallory

@@ -10,7 +10,7 @@ use std::time::Duration;
 use isek::etcd::{EtcdConfig, EtcdRegistry, EtcdTls};
 use isek::identity::NodeIdentity;
 use isek::{Error, Metadata, Registry};
-use isek_testkit::etcd::EtcdServer;
+use isek_testkit::etcd::{EtcdNamespace, EtcdServer};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 /// A fresh CA, and a certificate for 127.0.0.1 it issued: (CA PEM, cert PEM, key PEM).
@@ -74,21 +74,21 @@ async fn a_registry_trusting_the_ca_works_over_tls_and_one_without_it_does_not()
 
 #[tokio::test]
 async fn from_client_wraps_a_client_the_caller_connected() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let client = etcd_client::Client::connect([etcd.endpoint()], None)
         .await
         .unwrap();
-    let config = EtcdConfig::new([etcd.endpoint()]).ttl(Duration::from_secs(30));
+    let config = etcd.config().ttl(Duration::from_secs(30));
     let registry =
         EtcdRegistry::from_client(client.clone(), NodeIdentity::generate(), &config).unwrap();
     registry
         .register_node("wrapped", "10.0.0.2", 9001, Metadata::new())
         .await
         .unwrap();
-    // The entry is in etcd, under the default parent, with a lease.
+    // The entry is in etcd, under the configured parent, with a lease.
     let mut raw = client;
-    let got = raw.get("/root/wrapped", None).await.unwrap();
-    let kv = got.kvs().first().expect("the key /root/wrapped");
+    let got = raw.get(etcd.key("wrapped"), None).await.unwrap();
+    let kv = got.kvs().first().expect("the key of the node");
     assert!(kv.lease() != 0, "registered without a lease");
     assert_eq!(
         registry.get_available_nodes().await.unwrap()["wrapped"].port,

@@ -12,14 +12,14 @@ use isek::runtime::{Node, NodeState, PeerSource, PeerSync, PeerView, PeerViewCon
 use isek::{Metadata, NodeInfo, Registry};
 use isek_testkit::agents::card;
 use isek_testkit::condition::{DEADLINE, wait_state, wait_until};
-use isek_testkit::etcd::EtcdServer;
+use isek_testkit::etcd::{EtcdNamespace, EtcdServer};
 
 /// etcd's shortest lease is 2 s with default election settings.
 const TTL: Duration = Duration::from_secs(2);
 
 /// A registry acting for a fresh identity, in namespace `parent`.
-async fn registry(etcd: &EtcdServer, parent: &str) -> Arc<EtcdRegistry> {
-    registry_at(&etcd.endpoint(), parent).await
+async fn registry(etcd: &EtcdNamespace) -> Arc<EtcdRegistry> {
+    registry_at(&etcd.endpoint(), etcd.parent()).await
 }
 
 /// A registry acting for a fresh identity at `endpoint`, in namespace `parent`.
@@ -52,8 +52,8 @@ async fn listed_once_up(registry: &EtcdRegistry) -> BTreeMap<String, NodeInfo> {
 #[tokio::test]
 async fn a_node_outlives_an_etcd_outage_longer_than_its_ttl() {
     let mut etcd = EtcdServer::start().await.unwrap();
-    let node_registry = registry(&etcd, "outage").await;
-    let observer = registry(&etcd, "outage").await;
+    let node_registry = registry_at(&etcd.endpoint(), "outage").await;
+    let observer = registry_at(&etcd.endpoint(), "outage").await;
     let handle = Node::new(node_registry, "127.0.0.1", 9300)
         .node_id("durable")
         .metadata(card("worker"))
@@ -83,7 +83,7 @@ async fn a_node_outlives_an_etcd_outage_longer_than_its_ttl() {
 async fn a_peer_view_follows_etcd_through_its_watch_stream() {
     let mut etcd = EtcdServer::start().await.unwrap();
     let view = PeerView::start(
-        registry(&etcd, "peers").await,
+        registry_at(&etcd.endpoint(), "peers").await,
         PeerViewConfig {
             // Polling would take minutes: any change seen proves the stream.
             poll_interval: Duration::from_secs(3600),
@@ -147,12 +147,9 @@ async fn a_peer_view_follows_etcd_through_its_watch_stream() {
 
 #[tokio::test]
 async fn an_id_held_by_another_identity_is_refused_and_a_deleted_entry_comes_back() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let owner_identity = NodeIdentity::generate();
-    let config = EtcdConfig::new([etcd.endpoint()])
-        .parent("owners")
-        .ttl(TTL)
-        .timeout(Duration::from_millis(500));
+    let config = etcd.config().ttl(TTL).timeout(Duration::from_millis(500));
     let owner = Arc::new(
         EtcdRegistry::connect(config.clone(), owner_identity.clone())
             .await
@@ -171,7 +168,7 @@ async fn an_id_held_by_another_identity_is_refused_and_a_deleted_entry_comes_bac
     };
 
     // Another identity cannot take the id: start fails instead of fighting over it.
-    let intruder = registry(&etcd, "owners").await;
+    let intruder = registry(&etcd).await;
     let error = Node::new(intruder.clone(), "127.0.0.1", 9501)
         .node_id("taken")
         .ttl(TTL)
@@ -211,20 +208,20 @@ fn skills(ids: &[&str]) -> Metadata {
 
 #[tokio::test]
 async fn a_filtered_peer_view_on_etcd_evaluates_the_filter_on_the_client() {
-    let etcd = EtcdServer::start().await.unwrap();
+    let etcd = EtcdNamespace::new().await.unwrap();
     let filter =
         isek::filter::Filter::compile(r#""web-search" in metadata.agent_card.skills.map(s, s.id)"#)
             .unwrap();
     let view = PeerView::start(
-        registry(&etcd, "cards").await,
+        registry(&etcd).await,
         PeerViewConfig {
             filter: Some(filter),
             poll_interval: Duration::from_secs(3600),
             ..PeerViewConfig::default()
         },
     );
-    let searcher = registry(&etcd, "cards").await;
-    let coder = registry(&etcd, "cards").await;
+    let searcher = registry(&etcd).await;
+    let coder = registry(&etcd).await;
     searcher
         .register_node(
             "searcher",

@@ -41,9 +41,17 @@ struct Raw {
     data: Value,
 }
 
+/// Where a [`RawStream`] reads the body from.
+enum Body {
+    /// A reqwest response (HTTP/1.1, chunked).
+    Response(reqwest::Response),
+    /// An HTTP/1.0 socket of our own (the body is the rest of the connection).
+    Socket(tokio::net::TcpStream),
+}
+
 /// A raw reader of `/v1/watch`, independent of the library's parser.
 struct RawStream {
-    response: reqwest::Response,
+    body: Body,
     buffer: String,
     /// Keep-alive comments seen so far.
     keepalives: usize,
@@ -58,9 +66,60 @@ impl RawStream {
             "text/event-stream"
         );
         Self {
-            response,
+            body: Body::Response(response),
             buffer: String::new(),
             keepalives: 0,
+        }
+    }
+
+    /// `GET /v1/watch` over a socket with a receive buffer of `receive_buffer` bytes
+    /// (the kernel's minimum at least), so a watcher that does not read stalls the
+    /// center after a few kilobytes instead of the megabytes loopback autotuning holds.
+    async fn open_small(addr: SocketAddr, receive_buffer: u32) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(receive_buffer).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /v1/watch HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        // The head, byte by byte: nothing of the body is read before the test wants it.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let byte = tokio::time::timeout(DEADLINE, stream.read_u8())
+                .await
+                .expect("the response head")
+                .unwrap();
+            head.push(byte);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/event-stream"),
+            "{head}"
+        );
+        Self {
+            body: Body::Socket(stream),
+            buffer: String::new(),
+            keepalives: 0,
+        }
+    }
+
+    /// The next piece of the body; `None` at its end.
+    async fn chunk(&mut self) -> Option<Vec<u8>> {
+        match &mut self.body {
+            Body::Response(response) => response.chunk().await.ok().flatten().map(Vec::from),
+            Body::Socket(stream) => {
+                let mut buf = vec![0u8; 16 * 1024];
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some(buf)
+                    }
+                }
+            }
         }
     }
 
@@ -93,11 +152,9 @@ impl RawStream {
                 }
                 return Some(raw);
             }
-            let chunk = tokio::time::timeout(DEADLINE, self.response.chunk())
+            let chunk = tokio::time::timeout(DEADLINE, self.chunk())
                 .await
-                .expect("the stream stays alive")
-                .ok()
-                .flatten()?;
+                .expect("the stream stays alive")?;
             self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         }
     }
@@ -329,13 +386,14 @@ async fn a_watcher_that_falls_behind_gets_a_resync_and_its_stream_ends() {
     })
     .await;
     let url = center.url();
-    // Opened, then not read while the center produces far more than the socket
-    // buffers and the watcher's 4-change buffer hold.
-    let mut stream = RawStream::open(&format!("{url}/v1/watch")).await;
+    // Opened with a 4 KB receive buffer, then not read while the center produces more
+    // than the socket buffers, hyper's write buffer (about 400 KB) and the watcher's
+    // 4-change buffer hold: 150 changes of 16 KB, 2.4 MB.
+    let mut stream = RawStream::open_small(center.addr(), 4096).await;
     let big = json!({ "blob": "x".repeat(16 * 1024) });
     let metadata = big.as_object().unwrap().clone();
     let client = registry(&url);
-    let total = 1500;
+    let total = 150;
     futures::stream::iter(0..total)
         .for_each_concurrent(32, |i| {
             let client = client.clone();

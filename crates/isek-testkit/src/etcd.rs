@@ -27,7 +27,7 @@ const PORT_ATTEMPTS: usize = 5;
 
 /// Why an etcd server could not be started.
 #[derive(Debug)]
-pub struct EtcdStartError(String);
+pub struct EtcdStartError(pub(crate) String);
 
 impl fmt::Display for EtcdStartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,7 +65,7 @@ impl fmt::Debug for EtcdServer {
 }
 
 /// The etcd binary: `$ISEK_ETCD_BIN`, else `etcd` on PATH, else Debian's location.
-fn find_binary() -> Result<PathBuf, EtcdStartError> {
+pub(crate) fn find_binary() -> Result<PathBuf, EtcdStartError> {
     if let Some(path) = std::env::var_os("ISEK_ETCD_BIN") {
         return Ok(PathBuf::from(path));
     }
@@ -89,7 +89,7 @@ fn find_binary() -> Result<PathBuf, EtcdStartError> {
 }
 
 /// A port that was free a moment ago.
-fn free_port() -> Result<u16, EtcdStartError> {
+pub(crate) fn free_port() -> Result<u16, EtcdStartError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -308,7 +308,7 @@ async fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 }
 
 /// Whether etcd on `port` answers `GET /health` with `"health":"true"`.
-async fn healthy(port: u16) -> bool {
+pub(crate) async fn healthy(port: u16) -> bool {
     let check = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         stream

@@ -4,6 +4,8 @@
 //!   benchmarks), and the one-field [`agents::card`] of most tests.
 //! - [`condition`]: waiting until a condition holds (bounded, never a sleep as an
 //!   assertion), and following a node runtime's state.
+//! - [`cluster`]: a real etcd cluster of several members on free loopback ports,
+//!   whose members can be killed, paused and restarted; which one leads.
 //! - [`conformance`]: `check_registry`, the one suite every `Registry` backend must pass.
 //! - [`etcd`]: starts a real etcd server on free loopback ports in a temporary
 //!   directory and stops it on drop.
@@ -19,6 +21,7 @@
 pub mod agents;
 #[cfg(feature = "center")]
 pub mod center;
+pub mod cluster;
 pub mod condition;
 pub mod conformance;
 pub mod etcd;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use isek::runtime::{PeerSource, PeerSync, PeerView, PeerViewConfig};
+use isek::runtime::{PeerChange, PeerSource, PeerSync, PeerUpdate, PeerView, PeerViewConfig};
 use isek::{IsekCenterRegistry, Metadata, NodeEvent, NodeEventStream, NodeInfo, Registry};
 use isek_testkit::agents::card;
 use isek_testkit::center::ServedCenter;
@@ -710,25 +710,40 @@ async fn a_peer_view_of_the_center_follows_the_stream() {
     .await
     .unwrap()
     .unwrap();
+    // The view's own changes, subscribed before the registration: the join and the
+    // expiry are awaited as events, so a machine slower than the 1 s TTL cannot miss
+    // the node between two looks at the map.
+    let mut changes = view.subscribe();
     let client = registry(&center.url());
     client
         .register_node("p", "10.1.1.1", 7000, card("planner"))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while view.peer("p").is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "the view sees p");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut next_change = async || {
+        let update = tokio::time::timeout(DEADLINE, changes.recv())
+            .await
+            .expect("a change of the view within the deadline")
+            .expect("the view is alive");
+        match update {
+            PeerUpdate::Change(change) => change,
+            PeerUpdate::Resync(peers) => {
+                panic!("one subscriber of a few changes lagged: {peers:?}")
+            }
+        }
+    };
+    match next_change().await {
+        PeerChange::Joined(node) => {
+            assert_eq!(node.node_id, "p");
+            assert_eq!(node.port, 7000);
+        }
+        other => panic!("expected p to join: {other:?}"),
     }
-    assert_eq!(view.peer("p").unwrap().port, 7000);
     // Expiry (TTL 1 s) reaches the view through the stream too.
-    while view.peer("p").is_some() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the view sees p expire"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    match next_change().await {
+        PeerChange::Left(node) => assert_eq!(node.node_id, "p"),
+        other => panic!("expected p to leave: {other:?}"),
     }
+    assert!(view.peer("p").is_none());
     assert!(view.revision() > 0);
 }
 

@@ -7,7 +7,11 @@ mod harness;
 
 use std::time::{Duration, Instant};
 
-use harness::{CenterProcess, dead_port, failure, isek, isek_with_env, success};
+use harness::{CenterProcess, dead_port, failure, isek, isek_with_env, success, unix_now};
+
+/// Rounding between the center's listed deadline and this process's clock (the same
+/// clock).
+const SLACK: f64 = 0.005;
 use serde_json::{Value, json};
 
 #[test]
@@ -292,6 +296,8 @@ fn center_flags_are_checked() {
 fn leases_expire_after_lease_ttl() {
     let center = CenterProcess::start(&["--in-memory", "--lease-ttl", "1"]);
     let url = center.url.as_str();
+    // The lease runs for 1 s from the registration, which starts after this.
+    let registering = unix_now();
     success(&isek(&[
         "register",
         "--center",
@@ -305,14 +311,32 @@ fn leases_expire_after_lease_ttl() {
     ]));
     let listing: Value =
         serde_json::from_str(&success(&isek(&["nodes", "--center", url, "--json"]))).unwrap();
-    assert!(listing.get("brief").is_some(), "{listing}");
-    // Wait (bounded) for the lease to run out: the suite checks that it does, not how fast.
+    // Listed with a deadline a full TTL from the registration, if the answer came
+    // before the lease could have run out (a slower machine checks the deadline only).
+    let answered = unix_now();
+    match listing["brief"]["expires_at"].as_f64() {
+        Some(expires_at) => assert!(expires_at >= registering + 1.0 - SLACK, "{listing}"),
+        None => assert!(
+            answered >= registering + 1.0,
+            "not listed at once: {listing}"
+        ),
+    }
+    // Wait (bounded) for the lease to run out: the suite checks that it does, not how
+    // fast; and not before the deadline the center announced.
+    let expires_at = listing["brief"]["expires_at"].as_f64();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(100));
+        let asked = unix_now();
         let listing: Value =
             serde_json::from_str(&success(&isek(&["nodes", "--center", url, "--json"]))).unwrap();
         if listing.get("brief").is_none() {
+            if let Some(expires_at) = expires_at {
+                assert!(
+                    unix_now() >= expires_at - SLACK,
+                    "gone at {asked}, before its deadline {expires_at}"
+                );
+            }
             break;
         }
         assert!(Instant::now() < deadline, "node never expired: {listing}");

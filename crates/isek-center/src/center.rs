@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use isek::filter::Filter;
 use isek::wire::center::NODES_PATH;
 use isek::wire::proof::{DEREGISTER_OP, RENEW_OP, TIMESTAMP_WINDOW_MS};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -33,7 +34,7 @@ use tokio::time::Instant;
 
 use crate::command::{Collection, Deregister, Query, Register, Renew};
 use crate::config::Config;
-use crate::cursor::{Cursors, Pinned};
+use crate::cursor::{Cursors, Pinned, node_info};
 use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::feed::{Feed, Resync, WatchStart};
@@ -42,7 +43,7 @@ use crate::policy::{Guard, Horizons, Proof, Refusal, RefusalKind, Signer};
 use crate::record::{NodeRecord, Owner};
 use crate::reserve::DiskReserve;
 use crate::snapshot::{Listing, SnapshotCache};
-use crate::state::{Core, State};
+use crate::state::{Core, ScopedFrom, State};
 use crate::store::Store;
 use crate::writer::{WriteError, WriteOp};
 
@@ -595,40 +596,92 @@ impl Center {
     /// Where a new watcher starts: after `since` (of `epoch`, which it needs) from the
     /// change log, or from a snapshot of the live nodes; subscribed to later changes
     /// atomically with that starting point. `Err` when `since` cannot be resumed.
-    pub(crate) fn watch(&self, since: Option<(u64, Option<u64>)>) -> Result<WatchStart, Resync> {
+    ///
+    /// With `filter`, a scoped start: the snapshot holds only the matching nodes
+    /// (the filter's index candidates are copied under the state lock and evaluated
+    /// after it, so call it where blocking is fine), and the missed changes are
+    /// scoped like the live ones (see `feed::Change::scoped`).
+    pub(crate) fn watch(
+        &self,
+        since: Option<(u64, Option<u64>)>,
+        filter: Option<&Filter>,
+    ) -> Result<WatchStart, Resync> {
         let now = Instant::now();
         let core = &self.inner.core;
         let keepalive = self.inner.config.watch_keepalive;
         let mut state = core.lock();
         let hello = crate::render::hello_frame(core.epoch(), state.revision(), keepalive);
+        let since = self.resume_point(since, state.revision())?;
+        let Some(filter) = filter else {
+            return state.watch_start(since, now, hello);
+        };
+        let start = state.scoped_watch_start(since, filter.plan(), now);
+        drop(state);
+        let start = start?;
+        let mut initial = vec![hello];
+        match start.from {
+            ScopedFrom::Candidates(mut nodes) => {
+                nodes.retain(|(id, record, _)| filter.matches(&node_info(id, record)));
+                if !nodes.is_sorted_by(|a, b| a.0 <= b.0) {
+                    nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                }
+                let live = nodes.iter().map(|(id, record, _)| (&**id, record));
+                initial.push(crate::render::snapshot_frame(
+                    live,
+                    nodes.len(),
+                    start.revision,
+                ));
+            }
+            ScopedFrom::Changes(changes) => {
+                initial.extend(changes.iter().filter_map(|c| c.scoped(filter)));
+            }
+        }
+        Ok(WatchStart {
+            initial,
+            live: start.live,
+            after: start.revision,
+        })
+    }
+
+    /// The revision a watcher resumes after (`None`: it starts from a snapshot), or
+    /// why it cannot: a `since` without its epoch, or of another epoch.
+    fn resume_point(
+        &self,
+        since: Option<(u64, Option<u64>)>,
+        revision: u64,
+    ) -> Result<Option<u64>, Resync> {
+        let core = &self.inner.core;
         match since {
             // A revision means nothing without its epoch: resuming in whatever epoch
             // is current would hand a client that missed a restart a silent gap.
             Some((since, None)) => Err(Resync {
-                revision: state.revision(),
+                revision,
                 message: format!(
                     "since={since} needs the epoch it belongs to (&epoch=E, from the hello event or {NODES_PATH}); re-list from {NODES_PATH}"
                 ),
             }),
             Some((_, Some(epoch))) if epoch != core.epoch() => Err(Resync {
-                revision: state.revision(),
+                revision,
                 message: format!(
                     "epoch {epoch} is not this center's (it restarted; epoch {}); re-list from {NODES_PATH}",
                     core.epoch()
                 ),
             }),
-            since => state.watch_start(since.map(|(since, _)| since), now, hello),
+            since => Ok(since.map(|(since, _)| since)),
         }
     }
 
-    /// The body stream of a watcher starting at `start` (see [`crate::stream`]).
+    /// The body stream of a watcher starting at `start`, scoped by `filter` if any
+    /// (see [`crate::stream`]).
     pub(crate) fn watch_body(
         &self,
         start: WatchStart,
+        filter: Option<Filter>,
     ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
         let core = &self.inner.core;
         crate::stream::watch_stream(
             start,
+            filter,
             self.inner.config.watch_keepalive,
             core.watchers_closed(),
             core.revision_handle(),

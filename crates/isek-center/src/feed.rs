@@ -30,16 +30,62 @@ use std::sync::{Arc, Weak};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
+use isek::filter::Filter;
+
+use crate::cursor::node_info;
 use crate::record::NodeRecord;
 use crate::render::{delete_frame, put_frame};
 
-/// One recorded change: its revision and its rendered SSE event.
+/// One recorded change: its revision, its rendered SSE event, and what a filtered
+/// watcher needs to scope it (the node, its record before and after).
 #[derive(Debug, Clone)]
 pub(crate) struct Change {
     /// Revision of the change.
     pub revision: u64,
     /// The whole `event: ...\nid: ...\ndata: ...\n\n` frame.
     pub frame: Bytes,
+    /// The node the change is about.
+    pub id: Arc<str>,
+    /// Its record before the change (`None`: it was not registered).
+    pub before: Option<NodeRecord>,
+    /// Its record after the change (`None`: it left).
+    pub after: Option<NodeRecord>,
+}
+
+impl Change {
+    /// This change as a watcher scoped by `filter` sees it: the shared frame when
+    /// the node matches after a put, or matched before a deregistration or expiry;
+    /// a `delete` with reason `filter` when a put makes a matching node stop
+    /// matching; nothing when the node matches neither before nor after. Evaluates
+    /// the filter (at most twice): never call it under the state lock.
+    pub fn scoped(&self, filter: &Filter) -> Option<Bytes> {
+        let matches = |record: &NodeRecord| filter.matches(&node_info(&self.id, record));
+        match &self.after {
+            Some(after) if matches(after) => Some(self.frame.clone()),
+            Some(_) => self.before.as_ref().filter(|b| matches(b)).map(|_| {
+                delete_frame(
+                    self.revision,
+                    &self.id,
+                    isek::wire::center::WATCH_REASON_FILTER,
+                )
+            }),
+            None => self
+                .before
+                .as_ref()
+                .filter(|b| matches(b))
+                .map(|_| self.frame.clone()),
+        }
+    }
+
+    /// What the history counts for this change: its frame, and the record it
+    /// keeps alive after the table let go of it (the one before).
+    fn weight(&self) -> usize {
+        self.frame.len()
+            + self
+                .before
+                .as_ref()
+                .map_or(0, |b| b.host().len() + b.metadata().len())
+    }
 }
 
 /// The change log: a bounded history plus a bounded live broadcast.
@@ -140,26 +186,45 @@ impl Feed {
         }
     }
 
-    /// Records that `id` was registered (or replaced) with `record` at `revision`.
-    pub fn put(&mut self, revision: u64, id: &str, record: &NodeRecord) {
-        self.push(revision, put_frame(revision, id, record));
+    /// Records that `id` was registered (or replaced, `before` being its earlier
+    /// record) with `record` at `revision`.
+    pub fn put(
+        &mut self,
+        revision: u64,
+        id: &Arc<str>,
+        record: &NodeRecord,
+        before: Option<NodeRecord>,
+    ) {
+        self.push(Change {
+            revision,
+            frame: put_frame(revision, id, record),
+            id: Arc::clone(id),
+            before,
+            after: Some(record.clone()),
+        });
     }
 
-    /// Records that `id` left at `revision`, `reason` being `deregister` or `expire`.
-    pub fn delete(&mut self, revision: u64, id: &str, reason: &str) {
-        self.push(revision, delete_frame(revision, id, reason));
+    /// Records that `id` (whose record was `before`) left at `revision`, `reason`
+    /// being `deregister` or `expire`.
+    pub fn delete(&mut self, revision: u64, id: &str, reason: &str, before: NodeRecord) {
+        self.push(Change {
+            revision,
+            frame: delete_frame(revision, id, reason),
+            id: Arc::from(id),
+            before: Some(before),
+            after: None,
+        });
     }
 
     /// Appends to the history (dropping the oldest beyond capacity) and broadcasts.
-    fn push(&mut self, revision: u64, frame: Bytes) {
-        let change = Change { revision, frame };
+    fn push(&mut self, change: Change) {
         self.history.push_back(change.clone());
-        self.bytes += change.frame.len();
+        self.bytes += change.weight();
         while self.history.len() > self.capacity || self.bytes > self.max_bytes {
             let Some(oldest) = self.history.pop_front() else {
                 break;
             };
-            self.bytes -= oldest.frame.len();
+            self.bytes -= oldest.weight();
             self.base = oldest.revision;
         }
         // No receivers is fine: nobody watches.
@@ -177,8 +242,33 @@ impl Feed {
         Ok((frames, self.live.subscribe()))
     }
 
+    /// Every change after `since` and a receiver of the later ones, or why `since`
+    /// cannot be resumed: for a filtered watcher, which scopes them (see
+    /// [`Change::scoped`]) after the state lock is released.
+    pub fn resume_changes(
+        &self,
+        since: u64,
+        current: u64,
+    ) -> Result<(Vec<Change>, broadcast::Receiver<Change>), Resync> {
+        let start = self.resumable(since, current)?;
+        let changes = self.history.range(start..).cloned().collect();
+        Ok((changes, self.live.subscribe()))
+    }
+
     /// The frames of every change after `since`, or why `since` cannot be resumed.
     fn resume_frames(&self, since: u64, current: u64) -> Result<Vec<Bytes>, Resync> {
+        let start = self.resumable(since, current)?;
+        let frames = self
+            .history
+            .range(start..)
+            .map(|c| c.frame.clone())
+            .collect();
+        Ok(frames)
+    }
+
+    /// Where in the history the changes after `since` start, or why `since` cannot
+    /// be resumed.
+    fn resumable(&self, since: u64, current: u64) -> Result<usize, Resync> {
         if since > current {
             return Err(Resync {
                 revision: current,
@@ -194,13 +284,7 @@ impl Feed {
                 message: isek::wire::center::compacted_message(since, self.base),
             });
         }
-        let start = self.history.partition_point(|c| c.revision <= since);
-        let frames = self
-            .history
-            .range(start..)
-            .map(|c| c.frame.clone())
-            .collect();
-        Ok(frames)
+        Ok(self.history.partition_point(|c| c.revision <= since))
     }
 
     /// A receiver of every change from now on.
@@ -241,8 +325,8 @@ mod tests {
     #[test]
     fn frames_are_one_line_sse_events() {
         let mut feed = Feed::new(0, 4, 1 << 20, 4);
-        feed.put(1, "n\u{e9}", &record());
-        feed.delete(2, "n\u{e9}", "expire");
+        feed.put(1, &Arc::from("n\u{e9}"), &record(), None);
+        feed.delete(2, "n\u{e9}", "expire", record());
         let (frames, _) = feed.resume(0, 2).unwrap();
         let text: Vec<String> = frames
             .iter()
@@ -261,7 +345,7 @@ mod tests {
     fn resume_replays_exactly_the_retained_suffix() {
         let mut feed = Feed::new(10, 3, 1 << 20, 4);
         for rev in 11..=15 {
-            feed.put(rev, "a", &record());
+            feed.put(rev, &Arc::from("a"), &record(), None);
         }
         // History holds 13..=15; base is 12.
         let revs = |since| {
@@ -288,7 +372,7 @@ mod tests {
     #[test]
     fn zero_history_resumes_only_the_current_revision() {
         let mut feed = Feed::new(0, 0, 1 << 20, 4);
-        feed.put(1, "a", &record());
+        feed.put(1, &Arc::from("a"), &record(), None);
         assert!(feed.resume(1, 1).is_ok());
         assert!(feed.resume(0, 1).is_err());
     }
@@ -297,12 +381,12 @@ mod tests {
     fn history_is_bounded_by_bytes_too() {
         let frame_len = {
             let mut one = Feed::new(0, 10, 1 << 20, 4);
-            one.put(1, "a", &record());
+            one.put(1, &Arc::from("a"), &record(), None);
             one.bytes
         };
         let mut feed = Feed::new(0, 100, frame_len * 2, 4);
         for rev in 1..=5 {
-            feed.put(rev, "a", &record());
+            feed.put(rev, &Arc::from("a"), &record(), None);
         }
         assert_eq!(feed.history.len(), 2);
         assert!(feed.bytes <= frame_len * 2);
@@ -319,25 +403,67 @@ mod tests {
             Bytes::from(format!("snapshot at {rev}"))
         };
         let first = feed.snapshot(0, || render(0));
-        feed.put(1, "a", &record());
+        feed.put(1, &Arc::from("a"), &record(), None);
         // Held by a watcher: shared, with the change since.
         let second = feed.snapshot(1, || render(1));
         assert_eq!(second.frame, first.frame);
         assert_eq!(second.frame.as_ptr(), first.frame.as_ptr());
         assert_eq!(second.since.len(), 1);
         // More changes since than a watcher may lag: a new rendering.
-        feed.put(2, "a", &record());
-        feed.put(3, "a", &record());
+        feed.put(2, &Arc::from("a"), &record(), None);
+        feed.put(3, &Arc::from("a"), &record(), None);
         let third = feed.snapshot(3, || render(3));
         assert_eq!(&third.frame[..], b"snapshot at 3");
         assert!(third.since.is_empty());
         // Nobody holds it any more: freed, rendered again.
         drop(third);
-        feed.put(4, "a", &record());
+        feed.put(4, &Arc::from("a"), &record(), None);
         let fourth = feed.snapshot(4, || render(4));
         assert_eq!(&fourth.frame[..], b"snapshot at 4");
         drop((first, second, fourth));
         assert_eq!(renders, 3);
+    }
+
+    #[test]
+    fn a_scoped_change_is_a_put_a_filter_leave_or_nothing() {
+        let filter = Filter::compile(r#"metadata.role == "planner""#).unwrap();
+        let planner = record();
+        let worker = NodeRecord::new("127.0.0.1", 9000, r#"{"role":"worker"}"#);
+        let mut feed = Feed::new(0, 16, 1 << 20, 16);
+        let a: Arc<str> = Arc::from("a");
+        feed.put(1, &a, &worker, None);
+        feed.put(2, &a, &planner, Some(worker.clone()));
+        feed.put(3, &a, &planner, Some(planner.clone()));
+        feed.put(4, &a, &worker, Some(planner.clone()));
+        feed.delete(5, "a", "deregister", worker.clone());
+        feed.put(6, &a, &planner, None);
+        feed.delete(7, "a", "expire", planner.clone());
+        let (changes, _) = feed.resume_changes(0, 7).unwrap();
+        let scoped: Vec<Option<String>> = changes
+            .iter()
+            .map(|c| {
+                c.scoped(&filter)
+                    .map(|f| String::from_utf8_lossy(&f).into_owned())
+            })
+            .collect();
+        let shared = |at: usize| Some(String::from_utf8_lossy(&changes[at].frame).into_owned());
+        assert_eq!(scoped[0], None, "a non-matching newcomer");
+        assert_eq!(scoped[1], shared(1), "starts matching: the shared put");
+        assert_eq!(scoped[2], shared(2), "an update that still matches");
+        assert_eq!(
+            scoped[3].as_deref(),
+            Some(
+                "event: delete\nid: 4\ndata: {\"node_id\":\"a\",\"reason\":\"filter\",\"revision\":4}\n\n"
+            ),
+            "stops matching: a leave"
+        );
+        assert_eq!(scoped[4], None, "a non-matching node leaves unseen");
+        assert_eq!(scoped[5], shared(5));
+        assert_eq!(
+            scoped[6],
+            shared(6),
+            "a matching node expires: the real reason"
+        );
     }
 
     #[test]

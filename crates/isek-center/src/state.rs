@@ -167,18 +167,20 @@ impl State {
     /// and logs it; returns its revision (also the registration's generation).
     pub fn put(&mut self, id: Arc<str>, record: NodeRecord, now: Instant) -> u64 {
         self.revision += 1;
-        self.feed.put(self.revision, &id, &record);
         self.signed += usize::from(record.owner().is_some());
         self.index_broken |= !index(&mut self.postings, &id, &record);
-        let skeleton_of_new = self.skeletons.is_some().then(|| Arc::clone(&id));
-        match self.leases.insert(id, record, self.revision, now) {
+        let before = self
+            .leases
+            .insert(Arc::clone(&id), record.clone(), self.revision, now);
+        match &before {
             Some(old) => self.signed -= usize::from(old.owner().is_some()),
             None => {
-                if let (Some(index), Some(id)) = (&mut self.skeletons, skeleton_of_new) {
+                if let Some(index) = &mut self.skeletons {
                     index.insert(&id);
                 }
             }
         }
+        self.feed.put(self.revision, &id, &record, before);
         self.revision
     }
 
@@ -190,7 +192,7 @@ impl State {
             index.remove(id);
         }
         self.postings.remove(id);
-        Some(self.log_delete(id, "deregister"))
+        Some(self.log_delete(id, "deregister", old))
     }
 
     /// Removes the registration `generation` of `id` that ran out; its revision,
@@ -202,13 +204,14 @@ impl State {
             index.remove(id);
         }
         self.postings.remove(id);
-        Some(self.log_delete(id, "expire"))
+        Some(self.log_delete(id, "expire", old))
     }
 
-    /// Numbers and logs the departure of `id`.
-    fn log_delete(&mut self, id: &str, reason: &str) -> u64 {
+    /// Numbers and logs the departure of `id` (whose record was `before`: filtered
+    /// watchers decide from it whether they saw the node).
+    fn log_delete(&mut self, id: &str, reason: &str, before: NodeRecord) -> u64 {
         self.revision += 1;
-        self.feed.delete(self.revision, id, reason);
+        self.feed.delete(self.revision, id, reason, before);
         self.revision
     }
 
@@ -269,6 +272,59 @@ impl State {
             }
         }
     }
+}
+
+impl State {
+    /// Where a new watcher scoped by a filter with `plan` starts, atomically with
+    /// its subscription: the changes after `since` from the change log, or (without
+    /// `since`) the plan's candidates live at `now`. Nothing is evaluated here: the
+    /// caller scopes them after releasing the lock.
+    pub fn scoped_watch_start(
+        &self,
+        since: Option<u64>,
+        plan: &Plan,
+        now: Instant,
+    ) -> Result<ScopedStart, Resync> {
+        match since {
+            None => {
+                let (_, copy) = self.candidates(plan, now);
+                Ok(ScopedStart {
+                    revision: self.revision,
+                    from: ScopedFrom::Candidates(copy.nodes),
+                    live: self.feed.subscribe(),
+                })
+            }
+            Some(since) => {
+                let (changes, live) = self.feed.resume_changes(since, self.revision)?;
+                Ok(ScopedStart {
+                    revision: self.revision,
+                    from: ScopedFrom::Changes(changes),
+                    live,
+                })
+            }
+        }
+    }
+}
+
+/// Where a filtered watcher starts, before its filter is evaluated (see
+/// [`State::scoped_watch_start`]).
+#[derive(Debug)]
+pub(crate) struct ScopedStart {
+    /// The revision the start shows.
+    pub revision: u64,
+    /// The candidates of its snapshot, or the changes it missed.
+    pub from: ScopedFrom,
+    /// Live changes after `revision`.
+    pub live: tokio::sync::broadcast::Receiver<crate::feed::Change>,
+}
+
+/// What a filtered watcher's initial frames are made from.
+#[derive(Debug)]
+pub(crate) enum ScopedFrom {
+    /// A superset of the nodes its snapshot holds (id, record, deadline).
+    Candidates(Vec<(Arc<str>, NodeRecord, Instant)>),
+    /// The changes after its `since`, to scope one by one.
+    Changes(Vec<crate::feed::Change>),
 }
 
 /// Adds (or replaces) `id` in `postings` with the keys of its metadata; false if

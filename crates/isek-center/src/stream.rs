@@ -2,6 +2,12 @@
 //! the [`crate::feed`] broadcast, keep-alive comments, a final `resync` when the
 //! watcher lags, and the end when the center shuts down.
 //!
+//! A stream scoped by a filter (`?filter=`) passes each change through
+//! `Change::scoped` here, in the watcher's own task and never under the state
+//! lock: the shared frame when the node matches, a `delete` with reason `filter`
+//! when it stops matching, nothing otherwise. An unfiltered stream sends the shared
+//! frames as they are.
+//!
 //! Level 2: reads the feed's receiver and two shared values (the shutdown flag, the
 //! current revision); it never locks the registry state and knows no HTTP type (the
 //! `http` layer wraps the stream into a response body).
@@ -14,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
+use isek::filter::Filter;
 use tokio::sync::{broadcast, watch};
 
 use crate::feed::{Change, WatchStart};
@@ -39,6 +46,8 @@ struct WatchStream {
     done: bool,
     /// Where the stream counts itself (open watchers, lag, resyncs).
     metrics: Arc<Metrics>,
+    /// The filter of a scoped stream (`None`: every change).
+    filter: Option<Filter>,
 }
 
 impl Drop for WatchStream {
@@ -47,10 +56,12 @@ impl Drop for WatchStream {
     }
 }
 
-/// The body of one `GET /v1/watch` answer: the initial frames, then live changes,
-/// keep-alive comments on silence, and a final `resync` if the watcher lags.
+/// The body of one `GET /v1/watch` answer: the initial frames, then live changes
+/// (scoped by `filter`, if any), keep-alive comments on silence, and a final
+/// `resync` if the watcher lags.
 pub(crate) fn watch_stream(
     start: WatchStart,
+    filter: Option<Filter>,
     keepalive: Duration,
     closed: watch::Receiver<bool>,
     revision: Arc<AtomicU64>,
@@ -66,6 +77,7 @@ pub(crate) fn watch_stream(
         revision,
         done: false,
         metrics,
+        filter,
     };
     futures::stream::unfold(state, |mut s| async move {
         if let Some(frame) = s.queue.pop_front() {
@@ -74,6 +86,9 @@ pub(crate) fn watch_stream(
         if s.done {
             return None;
         }
+        // From the last frame sent: changes a filter skips are no traffic, so they
+        // do not put the keep-alive off.
+        let quiet_until = tokio::time::Instant::now() + s.keepalive;
         loop {
             let mut closed = s.closed.clone();
             let shutdown = async move {
@@ -86,7 +101,14 @@ pub(crate) fn watch_stream(
                     Ok(change) => {
                         s.metrics.watcher_lag(s.live.len());
                         s.after = change.revision;
-                        return Some((Ok(change.frame), s));
+                        let frame = match &s.filter {
+                            None => change.frame,
+                            Some(filter) => match change.scoped(filter) {
+                                Some(frame) => frame,
+                                None => continue,
+                            },
+                        };
+                        return Some((Ok(frame), s));
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::info!(missed, "watcher fell behind; sending resync");
@@ -102,7 +124,7 @@ pub(crate) fn watch_stream(
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
-                () = tokio::time::sleep(s.keepalive) => {
+                () = tokio::time::sleep_until(quiet_until) => {
                     return Some((Ok(Bytes::from_static(KEEPALIVE_FRAME)), s));
                 }
             }

@@ -9,6 +9,7 @@
 //! - [`conformance`]: `check_registry`, the one suite every `Registry` backend must pass.
 //! - [`etcd`]: starts a real etcd server on free loopback ports in a temporary
 //!   directory and stops it on drop.
+//! - [`sse`]: a raw reader of a center's change stream over a socket of its own.
 //! - [`center`] (feature `center`): a real center served on a loopback socket.
 //! - [`router`] (feature `center`): a center behind its router, requests without a
 //!   socket.
@@ -29,3 +30,4 @@ pub mod etcd;
 pub mod router;
 #[cfg(feature = "center")]
 pub mod signed;
+pub mod sse;

@@ -413,8 +413,9 @@ async fn blocking(
         })
 }
 
-/// `GET /v1/watch[?since=REV[&epoch=E]]`: the change stream as server-sent events; a
-/// `since` that cannot be resumed gets a 410 envelope telling the client to re-list.
+/// `GET /v1/watch[?since=REV[&epoch=E]][&filter=CEL]`: the change stream as
+/// server-sent events, scoped to the nodes `filter` matches if given; a `since` that
+/// cannot be resumed gets a 410 envelope telling the client to re-list.
 #[utoipa::path(
     get,
     path = "/v1/watch",
@@ -422,10 +423,11 @@ async fn blocking(
     params(
         ("since" = Option<u64>, Query, description = "Resume after this revision (needs `epoch`)"),
         ("epoch" = Option<u64>, Query, description = "The epoch `since` belongs to"),
+        ("filter" = Option<String>, Query, description = "A CEL expression over `node_id`, `host`, `port`, `public_key` and `metadata`, as for /v1/nodes: the snapshot holds only the matching nodes, a node that starts matching arrives as `put`, one that stops matching as `delete` with reason `filter`"),
     ),
     responses(
         (status = 200, description = "Server-sent events: `hello`, then `snapshot` (without `since`) or the missed changes, then `put`/`delete`; `resync` when the watcher fell behind", content_type = "text/event-stream", body = String),
-        (status = 400, description = "A malformed parameter", body = Envelope),
+        (status = 400, description = "A malformed parameter, or a bad filter (its line:column and the problem)", body = Envelope),
         (status = 410, description = "`since` cannot be resumed: re-list from /v1/nodes", body = GoneAnswer),
         (status = 429, description = "This client address has `--max-watchers-per-ip` streams open", body = Envelope),
         (status = 503, description = "The center has `--max-watchers` streams open", body = Envelope),
@@ -439,18 +441,18 @@ pub(super) async fn watch(
 ) -> Response {
     let started = Instant::now();
     let client = client.map(|Extension(ClientAddr(ip))| ip);
-    let response = watch_response(&center, &watchers, client, query.as_deref());
+    let response = watch_response(&center, &watchers, client, query.as_deref()).await;
     observed(&center, Endpoint::Watch, None, started, response)
 }
 
 /// The answer of [`watch`].
-fn watch_response(
+async fn watch_response(
     center: &Center,
     watchers: &Arc<Watchers>,
     client: Option<std::net::IpAddr>,
     query: Option<&str>,
 ) -> Response {
-    let (since, epoch) = match watch_query(query.unwrap_or("")) {
+    let parsed = match watch_query(query.unwrap_or("")) {
         Ok(parsed) => parsed,
         Err(rejection) => return rejection.into_response(),
     };
@@ -473,8 +475,36 @@ fn watch_response(
             );
         }
     };
-    let start = match center.watch(since.map(|s| (s, epoch))) {
-        Ok(start) => start,
+    let since = parsed.since.map(|s| (s, parsed.epoch));
+    let started = match parsed.filter {
+        None => center.watch(since, None).map(|start| (start, None)),
+        // A scoped start compiles the filter and evaluates it over the candidates:
+        // on a blocking thread, like a filtered listing.
+        Some(source) => {
+            let center = center.clone();
+            let scoped = tokio::task::spawn_blocking(move || {
+                let limits = center.config().discovery.filter_limits();
+                let filter = compile_filter(&source, limits)?;
+                Ok::<_, Rejection>(
+                    center
+                        .watch(since, Some(&filter))
+                        .map(|start| (start, Some(filter))),
+                )
+            })
+            .await;
+            match scoped {
+                Ok(Ok(scoped)) => scoped,
+                Ok(Err(rejection)) => return rejection.into_response(),
+                Err(e) => {
+                    tracing::error!(error = %e, "starting a scoped watch failed");
+                    return Rejection::unavailable("The change stream could not be started.")
+                        .into_response();
+                }
+            }
+        }
+    };
+    let (start, filter) = match started {
+        Ok(started) => started,
         Err(resync) => {
             center.metrics().resync(ResyncReason::Gone);
             let body = gone_envelope(resync.revision, &resync.message);
@@ -482,7 +512,7 @@ fn watch_response(
         }
     };
     // The slot is given back when the body (and with it this closure) is dropped.
-    let body = center.watch_body(start).map(move |frame| {
+    let body = center.watch_body(start, filter).map(move |frame| {
         let _held = &slot;
         frame
     });

@@ -387,14 +387,31 @@ pub async fn read_object(
     parse_object(headers, &bytes)
 }
 
-/// `since` and `epoch` of a watch query; other parameters are ignored.
-pub fn watch_query(query: &str) -> Result<(Option<u64>, Option<u64>), Rejection> {
-    let (mut since, mut epoch) = (None, None);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match key {
-            "since" => &mut since,
-            "epoch" => &mut epoch,
+/// The parameters of a watch query, before the filter is compiled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchQuery {
+    /// `since`: resume after this revision.
+    pub since: Option<u64>,
+    /// `epoch`: the center incarnation `since` belongs to.
+    pub epoch: Option<u64>,
+    /// The CEL source of `filter`: a scoped stream.
+    pub filter: Option<String>,
+}
+
+/// `since`, `epoch` and `filter` of a watch query (URL-encoded; other parameters
+/// are ignored); `filter` may appear once.
+pub fn watch_query(query: &str) -> Result<WatchQuery, Rejection> {
+    let mut parsed = WatchQuery::default();
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        let slot = match &*key {
+            "since" => &mut parsed.since,
+            "epoch" => &mut parsed.epoch,
+            "filter" => {
+                if parsed.filter.replace(value.into_owned()).is_some() {
+                    return Err(Rejection::bad_request("'filter' is given more than once."));
+                }
+                continue;
+            }
             _ => continue,
         };
         *slot = Some(value.parse::<u64>().map_err(|_| {
@@ -403,7 +420,7 @@ pub fn watch_query(query: &str) -> Result<(Option<u64>, Option<u64>), Rejection>
             ))
         })?);
     }
-    Ok((since, epoch))
+    Ok(parsed)
 }
 
 /// The parameters of a filtered or paged listing, before the filter is compiled.

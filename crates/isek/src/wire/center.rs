@@ -128,9 +128,14 @@ pub const NODES_PATH: &str = "/v1/nodes";
 /// `limit`, `cursor` as for [`NODES_PATH`]): the center as a curated registry.
 pub const AGENTS_PATH: &str = "/v1/agents";
 /// Path of the change stream (GET, `text/event-stream`), our extension. Query:
-/// `since=REV` (resume after a revision) and `epoch=E` (the center incarnation that
-/// revision belongs to).
+/// `since=REV` (resume after a revision), `epoch=E` (the center incarnation that
+/// revision belongs to) and `filter=CEL` (a scoped stream: only the matching nodes;
+/// one that stops matching leaves with [`WATCH_REASON_FILTER`]).
 pub const WATCH_PATH: &str = "/v1/watch";
+
+/// `reason` of a [`WatchDelete`] on a filtered stream when the node is still
+/// registered but no longer matches the filter.
+pub const WATCH_REASON_FILTER: &str = "filter";
 
 /// SSE event name of [`WatchHello`], the first event of every stream.
 pub const WATCH_EVENT_HELLO: &str = "hello";
@@ -207,7 +212,8 @@ pub struct WatchDelete {
     pub revision: u64,
     /// Id of the node that left.
     pub node_id: String,
-    /// Why: `deregister` or `expire`.
+    /// Why: `deregister` or `expire`; on a filtered stream also `filter` (the node
+    /// changed and no longer matches, [`WATCH_REASON_FILTER`]).
     pub reason: String,
 }
 

@@ -26,7 +26,7 @@ use crate::dirlock::DirLock;
 use crate::error::{Error, Result};
 use crate::reserve::DiskReserve;
 use crate::state::Core;
-use crate::store::{Store, StoreOp};
+use crate::store::{Outcome, Store, StoreOp};
 
 mod plan;
 
@@ -86,31 +86,59 @@ struct Writer {
     reserve: Option<DiskReserve>,
 }
 
-/// The store ops of `plans`, in order.
-fn store_ops(plans: &[Plan]) -> Vec<StoreOp<'_>> {
+/// The store ops of `plans`, in order, and for each plan the index of its first op
+/// (the one whose [`Outcome`] is the plan's).
+fn store_ops(plans: &[Plan]) -> (Vec<StoreOp<'_>>, Vec<usize>) {
     let mut ops = Vec::with_capacity(plans.len() + 1);
+    let mut firsts = Vec::with_capacity(plans.len());
     for p in plans {
+        firsts.push(ops.len());
         match p {
             Plan::Put {
                 id,
                 record,
                 horizon,
+                expect,
                 ..
             } => {
-                ops.push(StoreOp::Upsert { id, record });
+                ops.push(StoreOp::Upsert {
+                    id,
+                    record,
+                    expect: *expect,
+                });
                 ops.extend(horizon_op(id, horizon.as_ref()));
             }
-            Plan::Delete { id, horizon, .. } => {
-                ops.push(StoreOp::Delete { id });
+            Plan::Delete {
+                id,
+                horizon,
+                expect,
+                ..
+            } => {
+                ops.push(StoreOp::Delete {
+                    id,
+                    expect: *expect,
+                });
                 ops.extend(horizon_op(id, horizon.as_ref()));
             }
-            Plan::Expire { id, .. } => ops.push(StoreOp::Delete { id }),
+            Plan::Expire { id, generation } => ops.push(StoreOp::Delete {
+                id,
+                expect: Some(*generation),
+            }),
             Plan::Horizon { id, key, timestamp } => {
                 ops.extend(horizon_op(id, Some(&(key.clone(), *timestamp))));
             }
         }
     }
-    ops
+    (ops, firsts)
+}
+
+/// Each plan with the outcome of its first store op (`firsts` from [`store_ops`]).
+fn with_outcomes(plans: Vec<Plan>, firsts: &[usize], outcomes: &[Outcome]) -> Vec<(Plan, Outcome)> {
+    plans
+        .into_iter()
+        .zip(firsts)
+        .map(|(plan, &first)| (plan, outcomes.get(first).copied().unwrap_or(Outcome::Local)))
+        .collect()
 }
 
 /// The store op raising the horizon of `id` to a signed op's `(key, timestamp)`.
@@ -158,7 +186,7 @@ impl Writer {
         if plans.is_empty() {
             return;
         }
-        let mut ops = store_ops(&plans);
+        let (mut ops, firsts) = store_ops(&plans);
         // About once per window, stored horizons too old to refuse anything go, in a
         // commit that happens anyway.
         let now_ms = crate::policy::unix_now();
@@ -180,8 +208,8 @@ impl Writer {
             "store commit"
         );
         match committed {
-            Ok(()) => {
-                self.apply(plans);
+            Ok(outcomes) => {
+                self.apply(with_outcomes(plans, &firsts, &outcomes));
                 if let Some(reserve) = &mut self.reserve {
                     reserve.refill();
                 }
@@ -203,17 +231,17 @@ impl Writer {
         if let Some(reserve) = &mut self.reserve {
             reserve.release();
         }
-        let ops = store_ops(&deletes);
+        let (ops, firsts) = store_ops(&deletes);
         let retried = self.store.commit(&ops);
         drop(ops);
         self.core
             .metrics()
             .commit(deletes.len(), std::time::Duration::ZERO, retried.is_ok());
         match retried {
-            Ok(()) => {
+            Ok(outcomes) => {
                 tracing::warn!(%error, deletes = deletes.len(), failed = others.len(), "store commit failed; its deletes committed alone");
                 self.fail(others, error);
-                self.apply(deletes);
+                self.apply(with_outcomes(deletes, &firsts, &outcomes));
             }
             Err(again) => {
                 self.fail(others, error);
@@ -236,7 +264,7 @@ impl Writer {
     }
 
     /// Applies committed plans to the table in order, then answers the waiters.
-    fn apply(&self, plans: Vec<Plan>) {
+    fn apply(&self, plans: Vec<(Plan, Outcome)>) {
         let now = Instant::now();
         let mut put_replies = Vec::new();
         let mut delete_replies = Vec::new();
@@ -244,7 +272,9 @@ impl Writer {
         {
             let mut state = self.core.lock();
             let before = state.leases().next_deadline();
-            for plan in plans {
+            for (plan, outcome) in plans {
+                // A store of the center's own: its table numbers and applies the change.
+                let Outcome::Local = outcome;
                 match plan {
                     Plan::Put {
                         id, record, reply, ..

@@ -92,6 +92,9 @@ pub(crate) enum Plan {
         record: NodeRecord,
         /// Replay horizon stored with it (signed registrations).
         horizon: Option<(PublicKey, u64)>,
+        /// The generation it replaces in the table (`None`: none, or one put earlier
+        /// in the batch), for stores shared with other centers.
+        expect: Option<u64>,
         /// The waiter.
         reply: oneshot::Sender<Result<(), WriteError>>,
     },
@@ -101,6 +104,8 @@ pub(crate) enum Plan {
         id: Arc<str>,
         /// Replay horizon stored with it (signed deregistrations).
         horizon: Option<(PublicKey, u64)>,
+        /// The generation it removes in the table (`None`: put earlier in the batch).
+        expect: Option<u64>,
         /// The waiter.
         reply: oneshot::Sender<Result<bool, WriteError>>,
     },
@@ -224,6 +229,11 @@ pub(crate) fn plan(
                 if !known {
                     count += 1;
                 }
+                let expect = if touched.contains_key(&id) {
+                    None
+                } else {
+                    leases.generation(&id)
+                };
                 touched.insert(Arc::clone(&id), true);
                 owners.insert(Arc::clone(&id), record.owner().cloned());
                 if let Some(skeleton) = skeleton {
@@ -233,6 +243,7 @@ pub(crate) fn plan(
                     id,
                     record,
                     horizon,
+                    expect,
                     reply,
                 });
             }
@@ -252,9 +263,19 @@ pub(crate) fn plan(
                         let _ = reply.send(Err(WriteError::Refused(refusal)));
                         continue;
                     }
+                    let expect = if touched.contains_key(&id) {
+                        None
+                    } else {
+                        leases.generation(&id)
+                    };
                     touched.insert(Arc::clone(&id), false);
                     owners.insert(Arc::clone(&id), None);
-                    plans.push(Plan::Delete { id, horizon, reply });
+                    plans.push(Plan::Delete {
+                        id,
+                        horizon,
+                        expect,
+                        reply,
+                    });
                 } else {
                     let _ = reply.send(Ok(false));
                 }

@@ -1,4 +1,4 @@
-//! [`Store`]: where registrations survive restarts (SQLite), or nowhere (`--in-memory`).
+//! [`Sqlite`]: the store of one center on its own disk (the default).
 //!
 //! Table `nodes(node_id, host, port, metadata, public_key, token_hash)` (the
 //! last two, added in schema 2, hold the owner of a signed registration: its raw
@@ -11,12 +11,14 @@
 //! than the signature window are useless and deleted at load and about once per
 //! window. Both in WAL mode with
 //! `synchronous=FULL`: a commit returns only after its WAL frames are fsynced, so a
-//! registration acknowledged after [`Store::commit`] survives `kill -9` and power loss.
+//! registration acknowledged after [`Sqlite::commit`] survives `kill -9` and power loss.
 //! Only the store writer ([`crate::writer`]) touches the connection, from one thread.
 //! Lease deadlines are never stored: after a restart every node gets a fresh lease.
+//! This center is the only writer, so the ops' expectations (`StoreOp::expect`)
+//! always hold and are not checked.
 //!
-//! Level 1, and the only module that knows SQLite: `rusqlite` appears nowhere else
-//! (its errors leave as [`Error::Store`]).
+//! The only file that knows SQLite: `rusqlite` appears nowhere else (its errors
+//! leave as [`Error::Store`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,6 +29,8 @@ use isek::identity::PublicKey;
 
 use crate::error::{Error, Result};
 use crate::record::{NodeRecord, Owner};
+
+use super::StoreOp;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "isek-center.sqlite3";
@@ -50,52 +54,16 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
-/// One change inside a commit.
+/// An open SQLite store.
 #[derive(Debug)]
-pub enum StoreOp<'a> {
-    /// Insert or replace a node.
-    Upsert {
-        /// The node id.
-        id: &'a str,
-        /// Its record.
-        record: &'a NodeRecord,
-    },
-    /// Remove a node (absent rows are fine).
-    Delete {
-        /// The node id.
-        id: &'a str,
-    },
-    /// Raise the replay horizon of `id` and `key` to `last_ms` (never lowers it).
-    Horizon {
-        /// The node id.
-        id: &'a str,
-        /// The signing key, base64 `X||Y`.
-        key: String,
-        /// The accepted timestamp, Unix ms.
-        last_ms: u64,
-    },
-    /// Forget horizons older than `before` (Unix ms): outside the window, useless.
-    PruneHorizons {
-        /// The oldest timestamp still worth keeping.
-        before: u64,
-    },
+pub struct Sqlite {
+    /// The connection, used from the writer's thread only.
+    conn: Connection,
 }
 
-/// The durable side of the registry.
-#[derive(Debug)]
-pub enum Store {
-    /// An SQLite database file.
-    Sqlite(Connection),
-    /// Nothing on disk: commits succeed immediately.
-    Memory,
-}
-
-impl Store {
-    /// Opens (creating if needed) the store in `data_dir`, or a memory-only store.
-    pub fn open(data_dir: Option<&Path>, cache_kib: u32) -> Result<Self> {
-        let Some(dir) = data_dir else {
-            return Ok(Self::Memory);
-        };
+impl Sqlite {
+    /// Opens (creating if needed) the store in `dir`, migrating older schemas.
+    pub fn open(dir: &Path, cache_kib: u32) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
             path: dir.to_path_buf(),
             source,
@@ -151,15 +119,13 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
-        Ok(Self::Sqlite(conn))
+        Ok(Self { conn })
     }
 
     /// Every stored node. Rows that cannot be valid (bad port, metadata that is not
     /// a JSON object) are skipped with a warning rather than served.
     pub fn load(&self) -> Result<Vec<(Arc<str>, NodeRecord)>> {
-        let Self::Sqlite(conn) = self else {
-            return Ok(Vec::new());
-        };
+        let conn = &self.conn;
         let mut stmt = conn
             .prepare("SELECT node_id, host, port, metadata, public_key, token_hash FROM nodes")?;
         let mut rows = stmt.query([])?;
@@ -206,9 +172,7 @@ impl Store {
     /// The stored replay horizons `(node id, key, last_ms)` from `oldest` (Unix ms) on;
     /// older ones are deleted first (outside the window they refuse nothing).
     pub fn load_horizons(&self, oldest: u64) -> Result<Vec<(String, PublicKey, u64)>> {
-        let Self::Sqlite(conn) = self else {
-            return Ok(Vec::new());
-        };
+        let conn = &self.conn;
         conn.execute(
             "DELETE FROM horizons WHERE last_ms < ?1",
             params![to_sql_ms(oldest)],
@@ -232,10 +196,7 @@ impl Store {
 
     /// Closes the store; closing an SQLite connection checkpoints the WAL.
     pub fn close(self) -> Result<()> {
-        match self {
-            Self::Sqlite(conn) => conn.close().map_err(|(_, e)| Error::from(e)),
-            Self::Memory => Ok(()),
-        }
+        self.conn.close().map_err(|(_, e)| Error::from(e))
     }
 
     /// Checks that the store takes a durable write now (the readiness probe): one
@@ -243,9 +204,7 @@ impl Store {
     /// Fails when the file is locked by another writer past the busy timeout, has
     /// become read-only, or the disk refuses the write.
     pub fn probe(&mut self) -> Result<()> {
-        let Self::Sqlite(conn) = self else {
-            return Ok(());
-        };
+        let conn = &mut self.conn;
         conn.execute_batch(&format!(
             "BEGIN IMMEDIATE; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
@@ -258,9 +217,7 @@ impl Store {
 
     /// Applies `ops` in order in one transaction and makes it durable (one fsync).
     pub fn commit(&mut self, ops: &[StoreOp<'_>]) -> Result<()> {
-        let Self::Sqlite(conn) = self else {
-            return Ok(());
-        };
+        let conn = &mut self.conn;
         if ops.is_empty() {
             return Ok(());
         }
@@ -276,7 +233,7 @@ impl Store {
             )?;
             for op in ops {
                 match op {
-                    StoreOp::Upsert { id, record } => {
+                    StoreOp::Upsert { id, record, .. } => {
                         let owner = record.owner();
                         upsert.execute(params![
                             id,
@@ -287,7 +244,7 @@ impl Store {
                             owner.and_then(|o| o.token_hash()).map(|h| h.as_slice()),
                         ])?;
                     }
-                    StoreOp::Delete { id } => {
+                    StoreOp::Delete { id, .. } => {
                         delete.execute(params![id])?;
                     }
                     StoreOp::Horizon { id, key, last_ms } => {
@@ -319,10 +276,8 @@ mod tests {
     #[test]
     fn sqlite_is_durable_wal_and_round_trips() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut store = Store::open(Some(dir.path()), 1024).unwrap_or_else(|e| panic!("{e}"));
-        let Store::Sqlite(conn) = &store else {
-            panic!("a data dir opens SQLite");
-        };
+        let mut store = Sqlite::open(dir.path(), 1024).unwrap_or_else(|e| panic!("{e}"));
+        let conn = &store.conn;
         let sync: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap_or_default();
@@ -339,17 +294,26 @@ mod tests {
                 StoreOp::Upsert {
                     id: "a",
                     record: &a,
+                    expect: None,
                 },
                 StoreOp::Upsert {
                     id: "b",
                     record: &b,
+                    expect: None,
                 },
-                StoreOp::Delete { id: "a" },
+                StoreOp::Delete {
+                    id: "a",
+                    expect: None,
+                },
                 StoreOp::Upsert {
                     id: "a",
                     record: &b,
+                    expect: None,
                 },
-                StoreOp::Delete { id: "zz" },
+                StoreOp::Delete {
+                    id: "zz",
+                    expect: None,
+                },
             ])
             .unwrap_or_else(|e| panic!("{e}"));
         let mut loaded = store.load().unwrap_or_else(|e| panic!("{e}"));
@@ -363,10 +327,8 @@ mod tests {
     #[test]
     fn invalid_rows_are_skipped_on_load() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(Some(dir.path()), 1024).unwrap_or_else(|e| panic!("{e}"));
-        let Store::Sqlite(conn) = &store else {
-            panic!("a data dir opens SQLite");
-        };
+        let store = Sqlite::open(dir.path(), 1024).unwrap_or_else(|e| panic!("{e}"));
+        let conn = &store.conn;
         conn.execute_batch(
             r#"INSERT INTO nodes VALUES ('ok', 'h', 1, '{"a":1}', NULL, NULL);
                INSERT INTO nodes VALUES ('port0', 'h', 0, '{}', NULL, NULL);
@@ -397,7 +359,7 @@ mod tests {
             )
             .unwrap_or_else(|e| panic!("{e}"));
         }
-        let mut store = Store::open(Some(dir.path()), 1024).unwrap_or_else(|e| panic!("{e}"));
+        let mut store = Sqlite::open(dir.path(), 1024).unwrap_or_else(|e| panic!("{e}"));
         let key = isek::identity::NodeIdentity::generate()
             .public_key()
             .clone();
@@ -431,25 +393,10 @@ mod tests {
             1
         );
         assert_eq!(store.load().unwrap_or_else(|e| panic!("{e}")).len(), 1);
-        let Store::Sqlite(conn) = &store else {
-            panic!("a data dir opens SQLite");
-        };
+        let conn = &store.conn;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap_or_default();
         assert_eq!(version, SCHEMA_VERSION);
-    }
-
-    #[test]
-    fn memory_store_keeps_nothing() {
-        let mut store = Store::open(None, 1024).unwrap_or_else(|e| panic!("{e}"));
-        let a = NodeRecord::new("h", 1, "{}");
-        store
-            .commit(&[StoreOp::Upsert {
-                id: "a",
-                record: &a,
-            }])
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(store.load().unwrap_or_else(|e| panic!("{e}")).is_empty());
     }
 }

@@ -480,3 +480,57 @@ impl Drop for Locked<'_> {
         self.revision.store(self.guard.revision, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> NodeRecord {
+        NodeRecord::new("127.0.0.1", 9000, r#"{"role":"planner"}"#)
+    }
+
+    /// The invariant "an expiry removes only the registration generation that ran
+    /// out, never a re-registration that raced it", where memory decides it: the
+    /// reaper collected generation 1, then "a" was registered again before the
+    /// expiry was applied. Deterministic: no clock, no threads.
+    #[test]
+    fn expiring_a_replaced_generation_keeps_the_reregistration() {
+        let ttl = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let mut state = State::load(ttl, t0, Vec::new(), true, |base| {
+            Feed::new(base, 16, 1 << 20, 4)
+        });
+        let first = state.put(Arc::from("a"), record(), t0);
+        let ran_out = t0 + ttl;
+        let expired = state.collect_expired(ran_out, usize::MAX);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].generation, first);
+        let second = state.put(Arc::from("a"), record(), ran_out);
+
+        assert_eq!(
+            state.expire("a", first),
+            None,
+            "the expiry of generation {first} removed its re-registration {second}"
+        );
+        assert!(state.leases().is_live("a", ran_out), "a is gone");
+        assert_eq!(state.revision(), second, "a change was numbered");
+        assert_eq!(state.signed_and_unsigned(), (0, 1));
+        let (frames, _) = state
+            .feed
+            .resume(0, state.revision())
+            .unwrap_or_else(|r| panic!("resume: {}", r.message));
+        assert_eq!(frames.len(), 2, "two puts and nothing else");
+        assert!(
+            frames.iter().all(|f| f.starts_with(b"event: put\n")),
+            "a delete was logged: {frames:?}"
+        );
+
+        // Generation 2 runs out in its turn: that expiry is the current one.
+        let later = ran_out + ttl;
+        let expired = state.collect_expired(later, usize::MAX);
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].generation, second);
+        assert_eq!(state.expire("a", second), Some(second + 1));
+        assert_eq!(state.leases().len(), 0);
+    }
+}

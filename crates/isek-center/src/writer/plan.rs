@@ -391,6 +391,39 @@ mod tests {
         );
     }
 
+    /// The race of the invariant "an expiry removes only the generation that ran
+    /// out": the reaper collected generation 1 of "a", then a re-registration of "a"
+    /// was committed and applied (generation 2) before the reaper's expiry reached the
+    /// writer. The expiry must plan nothing, or the commit would delete the new row.
+    /// Decided here, deterministically (the integration test in `tests/center/leases.rs`
+    /// only hits this window by chance).
+    #[test]
+    fn an_expiry_of_a_replaced_generation_plans_nothing() {
+        let ttl = Duration::from_secs(30);
+        let t0 = Instant::now();
+        let mut leases = LeaseTable::new(ttl, t0);
+        leases.insert(Arc::from("a"), record(), 1, t0);
+        leases.insert(Arc::from("b"), record(), 2, t0);
+        let ran_out = t0 + ttl;
+        let expired = leases.expire(ran_out);
+        assert_eq!(expired.len(), 2, "both leases ran out: {expired:?}");
+        // "a" registered again in an earlier batch, before the expiry was planned.
+        leases.insert(Arc::from("a"), record(), 3, ran_out);
+        let plans = plan(
+            vec![WriteOp::Expire { expired }],
+            &leases,
+            None,
+            None,
+            ran_out,
+        );
+        assert_eq!(
+            kinds(&plans),
+            ["expire b@2"],
+            "only the generation that ran out is removed; a@1 was replaced by a@3"
+        );
+        assert!(leases.is_live("a", ran_out));
+    }
+
     #[test]
     fn ownership_and_the_node_cap_are_decided_in_order() {
         let t0 = Instant::now();

@@ -49,9 +49,64 @@ impl CenterProcess {
         Self::spawn(command, args, &[])
     }
 
+    /// [`CenterProcess::start`] in a mount namespace of its own (`unshare -m`, private
+    /// propagation: the mount is gone with the process, nothing to clean up) in which
+    /// a fresh tmpfs of `size` bytes (mount(8)'s `size=`, e.g. "3m") is mounted on
+    /// `dir` first, so a test can fill a small disk. `None` when that is impossible
+    /// here (no `unshare`, or not root): the caller skips, or fails under CI.
+    pub fn start_on_tmpfs(dir: &Path, size: &str, args: &[&str]) -> Option<CenterProcess> {
+        // $0 = mount point, $1 = size, the rest = the center's command line.
+        const MOUNT_THEN_EXEC: &str =
+            "mount -t tmpfs -o size=\"$1\" tmpfs \"$0\" || exit 3; shift; exec \"$@\"";
+        let mut command = Command::new("unshare");
+        command
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                MOUNT_THEN_EXEC,
+            ])
+            .arg(dir)
+            .arg(size)
+            .arg(ISEK);
+        match Self::try_spawn(command, args, &[]) {
+            Ok(process) => Some(process),
+            Err(None) => None,
+            Err(Some(mut process)) => {
+                let status = process.wait();
+                if status.code() == Some(3) {
+                    return None;
+                }
+                panic!(
+                    "isek center on a tmpfs did not announce its address ({status}); stderr:\n{}",
+                    process.stderr()
+                )
+            }
+        }
+    }
+
     /// Runs `command` (the binary, or a wrapper ending in it) with
     /// `center --listen 127.0.0.1:0 <args>` and waits for the announced address.
-    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> CenterProcess {
+    fn spawn(command: Command, args: &[&str], env: &[(&str, &str)]) -> CenterProcess {
+        match Self::try_spawn(command, args, env) {
+            Ok(process) => process,
+            Err(None) => panic!("could not spawn isek center"),
+            Err(Some(process)) => panic!(
+                "isek center did not announce its address; stderr:\n{}",
+                process.stderr()
+            ),
+        }
+    }
+
+    /// [`CenterProcess::spawn`], but a center that cannot be spawned is `Err(None)`,
+    /// and one that exits (or stays silent) before announcing is `Err(Some(_))`.
+    fn try_spawn(
+        mut command: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<CenterProcess, Option<CenterProcess>> {
         let mut child = command
             .args(["center", "--listen", "127.0.0.1:0"])
             .args(args)
@@ -63,7 +118,7 @@ impl CenterProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn isek center");
+            .map_err(|_| None)?;
         let (stderr, _) = collect_stderr(&mut child);
         // Read stdout on a thread so a silent center cannot hang the test; keep
         // draining it afterwards so the pipe never fills or closes under the center.
@@ -86,13 +141,12 @@ impl CenterProcess {
             stderr,
         };
         match rx.recv_timeout(PROCESS_DEADLINE) {
-            Ok(url) => process.url = url,
-            Err(_) => panic!(
-                "isek center did not announce its address; stderr:\n{}",
-                process.stderr()
-            ),
+            Ok(url) => {
+                process.url = url;
+                Ok(process)
+            }
+            Err(_) => Err(Some(process)),
         }
-        process
     }
 
     /// What the center wrote to stderr so far.

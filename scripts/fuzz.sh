@@ -8,15 +8,18 @@
 #   FUZZ_RUNS=N     executions per target (stops at whichever limit comes first)
 #   FUZZ_NICE=N     niceness of build and run (default 10: the machine is shared)
 #   FUZZ_ARGS=...   extra libFuzzer flags, e.g. "-max_len=8192"
-# Needs cargo-fuzz (`cargo install cargo-fuzz`); builds with `-s none`, so it works on
-# stable Rust (release build with debug assertions and overflow checks).
+# Installs cargo-fuzz when it is missing (`cargo install cargo-fuzz --locked`); builds
+# with `-s none`, so it works on stable Rust (release build with debug assertions and
+# overflow checks; no nightly, no RUSTC_BOOTSTRAP).
+# The center targets are functions of isek_testkit::fuzzing; their seeds are replayed
+# by a normal test (crates/isek-center/tests/fuzz_seeds.rs), which CI runs.
 # Working corpora grow in fuzz/corpus/<target> (seeded from fuzz/seeds/<target>),
 # crashing inputs land in fuzz/artifacts/<target>; both are git-ignored.
 # Exit status: 0 when no target found anything, 1 otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(center_request canonical_json etcd_entry etcd_entry_mutation)
+all_targets=(center_request center_security canonical_json etcd_entry etcd_entry_mutation)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 nice_level=${FUZZ_NICE:-10}
@@ -33,7 +36,10 @@ flags=("${limits[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_
 # shellcheck disable=SC2206
 [ -z "${FUZZ_ARGS:-}" ] || flags+=(${FUZZ_ARGS})
 
-command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz missing: cargo install cargo-fuzz" >&2; exit 2; }
+if ! command -v cargo-fuzz >/dev/null; then
+    echo "== cargo-fuzz missing: cargo install cargo-fuzz --locked"
+    nice -n "$nice_level" cargo install cargo-fuzz --locked
+fi
 echo "== building fuzz targets (cargo fuzz build -s none)"
 nice -n "$nice_level" cargo fuzz build -s none
 

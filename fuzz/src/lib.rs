@@ -4,9 +4,9 @@
 //!   oracle that says whether a verified entry is one of them.
 //! - [`curve`]: the P-256 group order, to recognise the one signature change that
 //!   legitimately still verifies (`s` replaced by `n - s`).
-//! - [`harness`]: one in-memory center behind its real axum router, driven by
-//!   `tower::ServiceExt::oneshot` on a current-thread runtime.
+//!
+//! The center targets (`center_request`, `center_security`) are functions of
+//! `isek_testkit::fuzzing`, so a workspace test replays their seeds.
 
 pub mod curve;
-pub mod harness;
 pub mod samples;

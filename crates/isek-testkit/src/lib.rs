@@ -11,6 +11,8 @@
 //!   directory and stops it on drop.
 //! - [`sse`]: a raw reader of a center's change stream over a socket of its own.
 //! - [`center`] (feature `center`): a real center served on a loopback socket.
+//! - [`fuzzing`] (feature `center`): the center's fuzz targets as plain functions, for
+//!   `fuzz/` and for the test that replays their seeds.
 //! - [`router`] (feature `center`): a center behind its router, requests without a
 //!   socket.
 //! - [`signed`] (feature `center`): signed nodes on that router, the victim scene of
@@ -26,6 +28,8 @@ pub mod cluster;
 pub mod condition;
 pub mod conformance;
 pub mod etcd;
+#[cfg(feature = "center")]
+pub mod fuzzing;
 #[cfg(feature = "center")]
 pub mod router;
 #[cfg(feature = "center")]

@@ -64,22 +64,23 @@ pub fn envelope_with_data(code: u16, message: &str, data: &impl serde::Serialize
 
 /// The `put` event of `id` registered (or replaced) with `record` at `revision`.
 pub fn put_frame(revision: u64, id: &str, record: &NodeRecord) -> Bytes {
-    let mut data = String::with_capacity(96 + id.len() + record.metadata().len());
-    data.push_str("{\"node\":");
-    write_node(&mut data, id, record);
-    let _ = write!(data, ",\"revision\":{revision}}}");
-    frame(WATCH_EVENT_PUT, Some(revision), &data)
+    let data_len = 96 + id.len() + record.host().len() + record.metadata().len();
+    let mut out = frame_start(WATCH_EVENT_PUT, Some(revision), data_len);
+    out.push_str("{\"node\":");
+    write_node(&mut out, id, record);
+    let _ = write!(out, ",\"revision\":{revision}}}");
+    frame_end(out)
 }
 
 /// The `delete` event of `id` leaving at `revision` (`reason`: `deregister`, `expire`).
 pub fn delete_frame(revision: u64, id: &str, reason: &str) -> Bytes {
-    let mut data = String::with_capacity(64 + id.len());
-    data.push_str("{\"node_id\":");
-    write_str(&mut data, id);
-    data.push_str(",\"reason\":");
-    write_str(&mut data, reason);
-    let _ = write!(data, ",\"revision\":{revision}}}");
-    frame(WATCH_EVENT_DELETE, Some(revision), &data)
+    let mut out = frame_start(WATCH_EVENT_DELETE, Some(revision), 64 + id.len());
+    out.push_str("{\"node_id\":");
+    write_str(&mut out, id);
+    out.push_str(",\"reason\":");
+    write_str(&mut out, reason);
+    let _ = write!(out, ",\"revision\":{revision}}}");
+    frame_end(out)
 }
 
 /// The comment line sent on a quiet change stream.
@@ -260,7 +261,17 @@ fn write_unix_seconds(out: &mut String, secs: f64) {
 
 /// A whole SSE frame. `data` must be one line (JSON written with escaped strings).
 pub fn frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
-    let mut out = String::with_capacity(32 + data.len());
+    let mut out = frame_start(event, id, data.len());
+    out.push_str(data);
+    frame_end(out)
+}
+
+/// The `event:`, `id:` and `data: ` lines of an SSE frame, in a buffer with room for
+/// `data_len` more bytes: the caller writes the data (one line) straight into it and
+/// [`frame_end`] closes it, so a large frame (a snapshot) is written once, never
+/// rendered into a string and then copied into the frame.
+fn frame_start(event: &str, id: Option<u64>, data_len: usize) -> String {
+    let mut out = String::with_capacity(32 + event.len() + data_len);
     out.push_str("event: ");
     out.push_str(event);
     out.push('\n');
@@ -268,7 +279,11 @@ pub fn frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
         let _ = writeln!(out, "id: {id}");
     }
     out.push_str("data: ");
-    out.push_str(data);
+    out
+}
+
+/// Ends a frame begun by [`frame_start`] (the blank line) and hands over its buffer.
+fn frame_end(mut out: String) -> Bytes {
     out.push_str("\n\n");
     Bytes::from(out)
 }
@@ -304,11 +319,11 @@ pub fn snapshot_frame<'a>(
     count: usize,
     revision: u64,
 ) -> Bytes {
-    let mut data = String::with_capacity(64 + count * 128);
-    data.push_str("{\"nodes\":");
-    write_nodes(&mut data, nodes);
-    let _ = write!(data, ",\"revision\":{revision}}}");
-    frame(WATCH_EVENT_SNAPSHOT, Some(revision), &data)
+    let mut out = frame_start(WATCH_EVENT_SNAPSHOT, Some(revision), 64 + count * 128);
+    out.push_str("{\"nodes\":");
+    write_nodes(&mut out, nodes);
+    let _ = write!(out, ",\"revision\":{revision}}}");
+    frame_end(out)
 }
 
 /// The `hello` event opening every stream.

@@ -8,6 +8,8 @@
 #   e.g. scripts/bench.sh --duration 5 --rss-nodes 100000
 #        BENCH_NICE=-10 scripts/bench.sh   (root: run at higher priority than other jobs)
 #        scripts/bench.sh --help-suite     (all options)
+#        scripts/bench.sh --scale [--nodes 1000000 ...]   (issue 14: a million nodes;
+#          about 10 minutes; --scale --help for its options; develop with --nodes 20000)
 # Takes about 3-4 minutes with the defaults (most of it registering 1,000,000 nodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,16 @@ if [[ "${1:-}" == "--help-suite" ]]; then
 fi
 
 cargo build --release -p isek-cli -p isek-bench
+
+if [[ "${1:-}" == "--scale" ]]; then
+  shift
+  echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')" >&2
+  nice_cmd=()
+  if [[ -n "${BENCH_NICE:-}" ]]; then
+    nice_cmd=(nice -n "$BENCH_NICE")
+  fi
+  exec "${nice_cmd[@]}" "$target"/release/isek-bench scale --isek "$target"/release/isek "$@"
+fi
 
 args=(--wrk-script bench/renew.lua)
 # Measure `isek center` when the CLI has it; otherwise isek-bench's own `center`

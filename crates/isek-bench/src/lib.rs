@@ -9,10 +9,12 @@
 //! - [`latency`]: the fixed-size latency histogram behind the percentiles.
 //! - [`baseline`]: the bare axum renew route.
 //! - [`suite`]: the end-to-end benchmark (processes, phases, summary table).
+//! - [`scale`]: the million-node suite of issue 14 (`scripts/bench.sh --scale`).
 
 pub mod baseline;
 pub mod latency;
 pub mod load;
+pub mod scale;
 pub mod suite;
 
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@ use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use isek::Metadata;
 use isek::wire::center::{
-    AVAILABLE_NODES_PATH, NodeIdRequest, REGISTER_PATH, RENEW_PATH, RegisterRequest,
+    AVAILABLE_NODES_PATH, NODES_PATH, NodeIdRequest, REGISTER_PATH, RENEW_PATH, RegisterRequest,
 };
 use tokio::net::TcpStream;
 
@@ -32,6 +32,8 @@ pub enum Scenario {
     Register,
     /// `GET /isek_center/available_nodes`.
     List,
+    /// `GET /v1/nodes` (every live node, with revision and epoch).
+    Nodes,
 }
 
 impl Scenario {
@@ -41,6 +43,7 @@ impl Scenario {
             Scenario::Renew => "renew",
             Scenario::Register => "register",
             Scenario::List => "list",
+            Scenario::Nodes => "nodes",
         }
     }
 }
@@ -75,6 +78,10 @@ pub struct LoadSpec {
     /// connections), and its latency counts from then, so a stalled server shows
     /// (no coordinated omission). None: closed loop, each connection as fast as it can.
     pub rate: Option<f64>,
+    /// Renew ids in a pseudo-random order that still visits each of `0..nodes` once
+    /// per pass (a multiplicative permutation), instead of counting up: at a million
+    /// nodes, consecutive renewals then touch unrelated parts of the lease table.
+    pub shuffle: bool,
 }
 
 impl LoadSpec {
@@ -93,6 +100,7 @@ impl LoadSpec {
             timeout: Duration::from_secs(10),
             accept_gzip: false,
             rate: None,
+            shuffle: false,
         }
     }
 }
@@ -114,6 +122,9 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Latency of every answered request (failed ones included).
     pub latency: Histogram,
+    /// Time from sending each answered request to the first byte of its body (to the
+    /// end of the answer when it has none): what a streamed listing improves.
+    pub first_byte: Histogram,
     /// First failure seen, to tell the user why requests failed.
     pub first_error: Option<String>,
 }
@@ -164,6 +175,8 @@ struct ConnectionStats {
     body_bytes: u64,
     /// Per-request latency.
     latency: Histogram,
+    /// Per-request time to the first body byte.
+    first_byte: Histogram,
     /// First failure on this connection.
     first_error: Option<String>,
 }
@@ -195,6 +208,8 @@ struct RequestFactory {
     host: String,
     /// Whether to send `Accept-Encoding: gzip, deflate`.
     accept_gzip: bool,
+    /// Multiplier of the id permutation (coprime with `nodes`), or None: in order.
+    stride: Option<u64>,
 }
 
 impl RequestFactory {
@@ -214,6 +229,19 @@ impl RequestFactory {
             metadata,
             host: spec.addr.to_string(),
             accept_gzip: spec.accept_gzip,
+            stride: spec.shuffle.then(|| stride_for(spec.nodes.max(1))),
+        }
+    }
+
+    /// The node number of the `sequence`-th renewal.
+    fn renew_number(&self, sequence: u64) -> u64 {
+        let index = sequence % self.nodes;
+        match self.stride {
+            // A bijection of 0..nodes, since gcd(stride, nodes) = 1.
+            Some(stride) => {
+                ((u128::from(index) * u128::from(stride)) % u128::from(self.nodes)) as u64
+            }
+            None => index,
         }
     }
 
@@ -221,7 +249,7 @@ impl RequestFactory {
     fn build(&self, sequence: u64) -> Result<Request<Full<Bytes>>, BenchError> {
         let (method, path, body) = match self.scenario {
             Scenario::Renew => {
-                let node_id = format!("{}-{}", self.prefix, sequence % self.nodes);
+                let node_id = format!("{}-{}", self.prefix, self.renew_number(sequence));
                 let body = serde_json::to_vec(&NodeIdRequest { node_id })?;
                 (Method::POST, RENEW_PATH, Bytes::from(body))
             }
@@ -236,6 +264,7 @@ impl RequestFactory {
                 (Method::POST, REGISTER_PATH, Bytes::from(body))
             }
             Scenario::List => (Method::GET, AVAILABLE_NODES_PATH, Bytes::new()),
+            Scenario::Nodes => (Method::GET, NODES_PATH, Bytes::new()),
         };
         let mut builder = Request::builder()
             .method(method)
@@ -249,6 +278,23 @@ impl RequestFactory {
         }
         Ok(builder.body(Full::new(body))?)
     }
+}
+
+/// A multiplier coprime with `nodes` and far from 1, so that consecutive sequence
+/// numbers map to node numbers spread over the whole range.
+fn stride_for(nodes: u64) -> u64 {
+    fn gcd(mut a: u64, mut b: u64) -> u64 {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    }
+    // The golden ratio of the range, then the next number coprime with it.
+    let mut stride = ((nodes as f64) * 0.618_033_988_7) as u64 | 1;
+    while gcd(stride, nodes) != 1 {
+        stride += 1;
+    }
+    stride.max(1)
 }
 
 /// Shared state of a run: the bounds and the request counter.
@@ -339,6 +385,7 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, BenchError> {
         body_bytes: 0,
         elapsed: Duration::ZERO,
         latency: Histogram::new(),
+        first_byte: Histogram::new(),
         first_error: None,
     };
     while let Some(joined) = tasks.join_next().await {
@@ -354,6 +401,7 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, BenchError> {
         report.failed += stats.failed;
         report.body_bytes += stats.body_bytes;
         report.latency.merge(&stats.latency);
+        report.first_byte.merge(&stats.first_byte);
         if report.first_error.is_none() {
             report.first_error = stats.first_error;
         }
@@ -394,7 +442,10 @@ async fn drive_connection(
             let outcome = tokio::time::timeout(timeout, exchange(&mut sender, request)).await;
             stats.latency.record(started.elapsed());
             match outcome {
-                Ok(Ok((status, bytes))) => {
+                Ok(Ok((status, bytes, first_byte))) => {
+                    stats
+                        .first_byte
+                        .record(first_byte.saturating_duration_since(started));
                     stats.body_bytes += bytes;
                     if status.is_success() {
                         stats.ok += 1;
@@ -423,16 +474,20 @@ async fn drive_connection(
 async fn exchange(
     sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
     request: Request<Full<Bytes>>,
-) -> Result<(StatusCode, u64), hyper::Error> {
+) -> Result<(StatusCode, u64, Instant), hyper::Error> {
     sender.ready().await?;
     let response = sender.send_request(request).await?;
     let status = response.status();
     let mut body = response.into_body();
     let mut bytes = 0u64;
+    let mut first_byte = None;
     while let Some(frame) = body.frame().await {
         if let Some(data) = frame?.data_ref() {
+            if !data.is_empty() {
+                first_byte.get_or_insert_with(Instant::now);
+            }
             bytes += data.len() as u64;
         }
     }
-    Ok((status, bytes))
+    Ok((status, bytes, first_byte.unwrap_or_else(Instant::now)))
 }

@@ -7,6 +7,8 @@
 //!   real center (`isek_center::run`) in this binary, for when `isek center` is missing.
 //! - `isek-bench suite [--isek target/release/isek]` runs every measurement of issue 2
 //!   (used by `scripts/bench.sh`).
+//! - `isek-bench scale [--nodes 1000000]` runs the million-node suite of issue 14
+//!   (`scripts/bench.sh --scale`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use isek_bench::baseline::{self, BaselineMode};
 use isek_bench::load::{self, LoadSpec, Scenario};
+use isek_bench::scale::{self, ScaleConfig};
 use isek_bench::suite::{self, SuiteConfig};
 
 /// Command line of `isek-bench`.
@@ -38,6 +41,8 @@ enum Command {
     Center(CenterArgs),
     /// Run every measurement of issue 2 and print a summary table.
     Suite(SuiteArgs),
+    /// Run the million-node measurements of issue 14 and print a summary table.
+    Scale(ScaleArgs),
 }
 
 /// Options of `load`.
@@ -81,6 +86,9 @@ struct LoadArgs {
     /// request's due time); default: every connection as fast as it can.
     #[arg(long)]
     rate: Option<f64>,
+    /// Renew the ids in a shuffled order (each of 0..nodes once per pass).
+    #[arg(long)]
+    shuffle: bool,
 }
 
 /// Options of `baseline`.
@@ -169,6 +177,118 @@ struct SuiteArgs {
     rounds: usize,
 }
 
+/// Options of `scale`.
+#[derive(Debug, Args)]
+struct ScaleArgs {
+    /// The `isek` binary whose `center` is measured (default: beside this binary).
+    #[arg(long)]
+    isek: Option<PathBuf>,
+    /// Directory for data dirs and server logs (default: a fresh temporary directory).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Nodes of the main center.
+    #[arg(long, default_value_t = 1_000_000)]
+    nodes: u64,
+    /// Seconds of each measured load.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Connection counts of the renew loads, comma-separated.
+    #[arg(long, default_value = "64,256", value_delimiter = ',')]
+    connections: Vec<usize>,
+    /// Interleaved baseline/center renew rounds per connection count.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Connections of the register loads.
+    #[arg(long, default_value_t = 256)]
+    register_connections: usize,
+    /// Listings streaming at once while renewals run.
+    #[arg(long, default_value_t = 10)]
+    list_streams: usize,
+    /// Node counts that lapse at one instant, comma-separated ("" to skip).
+    #[arg(long, default_value = "100000,500000", value_delimiter = ',')]
+    lapse: Vec<String>,
+    /// Nodes that keep renewing while the others lapse.
+    #[arg(long, default_value_t = 1000)]
+    renewers: u64,
+    /// Lease seconds of the mass-expiry center.
+    #[arg(long, default_value_t = 20.0)]
+    lapse_ttl: f64,
+    /// Watcher counts, comma-separated ("" to skip).
+    #[arg(long, default_value = "0,100,1000", value_delimiter = ',')]
+    watchers: Vec<String>,
+    /// Changes per second while the watchers listen.
+    #[arg(long, default_value_t = 5000.0)]
+    change_rate: f64,
+    /// Approximate serialized metadata size of registered nodes.
+    #[arg(long, default_value_t = 100)]
+    metadata_bytes: usize,
+    /// Runtime worker threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Parses a comma-separated list of counts, skipping empty items.
+fn counts<T: std::str::FromStr>(values: &[String], flag: &str) -> anyhow::Result<Vec<T>> {
+    values
+        .iter()
+        .filter(|value| !value.trim().is_empty())
+        .map(|value| {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{flag}: not a count: {value}"))
+        })
+        .collect()
+}
+
+/// A temporary work directory unless one is given; the guard keeps it alive.
+fn work_dir(given: &Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match given {
+        Some(dir) => Ok((dir.clone(), None)),
+        None => {
+            let dir = tempfile::Builder::new().prefix("isek-bench-").tempdir()?;
+            Ok((dir.path().to_path_buf(), Some(dir)))
+        }
+    }
+}
+
+/// `scale`.
+fn run_scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let bench_exe = std::env::current_exe().context("cannot find this executable")?;
+    let isek = args
+        .isek
+        .clone()
+        .unwrap_or_else(|| bench_exe.with_file_name("isek"));
+    if !isek.is_file() {
+        bail!(
+            "no isek binary at {} (build it or pass --isek)",
+            isek.display()
+        );
+    }
+    let (work_dir, _guard) = work_dir(&args.work_dir)?;
+    let config = ScaleConfig {
+        isek,
+        bench_exe,
+        work_dir,
+        nodes: args.nodes.max(1),
+        duration: seconds(args.duration, "--duration")?,
+        connections: args.connections,
+        rounds: args.rounds,
+        register_connections: args.register_connections,
+        list_streams: args.list_streams.max(1),
+        lapse: counts(&args.lapse, "--lapse")?,
+        renewers: args.renewers.max(1),
+        lapse_ttl: seconds(args.lapse_ttl, "--lapse-ttl")?,
+        watchers: counts(&args.watchers, "--watchers")?,
+        change_rate: args.change_rate,
+        metadata_bytes: args.metadata_bytes,
+    };
+    eprintln!("work dir: {}", config.work_dir.display());
+    let rows = runtime(args.threads)?.block_on(scale::run(&config))?;
+    print!("{}", suite::render_table(&rows));
+    Ok(())
+}
+
 /// Seconds as a Duration, rejecting negative or absurd values.
 fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
     if !(0.0..=86_400.0).contains(&value) {
@@ -225,6 +345,7 @@ fn run_load(args: LoadArgs) -> anyhow::Result<()> {
         metadata_bytes: args.metadata_bytes,
         accept_gzip: args.gzip,
         rate: args.rate,
+        shuffle: args.shuffle,
         ..LoadSpec::new(addr, args.scenario)
     };
     let report = runtime(args.threads)?.block_on(load::run(&spec))?;
@@ -368,5 +489,6 @@ fn main() -> anyhow::Result<()> {
         Command::Baseline(args) => run_baseline(args),
         Command::Center(args) => run_center(args),
         Command::Suite(args) => run_suite(args),
+        Command::Scale(args) => run_scale(args),
     }
 }

@@ -85,6 +85,19 @@ impl ServerProcess {
         args: &[&str],
         log_dir: &Path,
     ) -> Result<Self, BenchError> {
+        let mut process = Self::spawn(name, program, args, log_dir)?;
+        process.wait_ready().await?;
+        Ok(process)
+    }
+
+    /// Starts `program args..` like [`ServerProcess::start`], without waiting for it
+    /// to listen (for timing its start-up).
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        log_dir: &Path,
+    ) -> Result<Self, BenchError> {
         let addr = free_addr()?;
         let log = log_dir.join(format!("{name}.log"));
         let out = File::create(&log)?;
@@ -102,18 +115,43 @@ impl ServerProcess {
             .map_err(|error| {
                 BenchError::Process(format!("cannot start {}: {error}", program.display()))
             })?;
-        let mut process = Self {
+        Ok(Self {
             name: name.to_owned(),
             child,
             addr,
             log,
-        };
-        process.wait_ready().await?;
-        Ok(process)
+        })
+    }
+
+    /// Sends SIGTERM and waits (at most `grace`) for the process to exit, then kills
+    /// it: returns how long the orderly exit took, or None when it had to be killed.
+    pub async fn stop(mut self, grace: Duration) -> Result<Option<Duration>, BenchError> {
+        let started = std::time::Instant::now();
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()?;
+        while started.elapsed() < grace {
+            if self.child.try_wait()?.is_some() {
+                return Ok(Some(started.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(None)
+    }
+
+    /// The process id (for /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits (at most 30 s) until the process accepts connections.
-    async fn wait_ready(&mut self) -> Result<(), BenchError> {
+    pub async fn wait_ready(&mut self) -> Result<(), BenchError> {
         for _ in 0..600 {
             if let Some(status) = self.child.try_wait()? {
                 let log = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -158,12 +196,22 @@ impl Drop for ServerProcess {
 
 /// VmRSS of a process in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64, BenchError> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// VmHWM (the peak resident set size since the process started) in KiB.
+pub fn peak_rss_kib(pid: u32) -> Result<u64, BenchError> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> Result<u64, BenchError> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| BenchError::Process(format!("no VmRSS in /proc/{pid}/status")))
+        .ok_or_else(|| BenchError::Process(format!("no {field} in /proc/{pid}/status")))
 }
 
 /// utime + stime of a process (/proc/PID/stat, in USER_HZ = 100 ticks per second).
@@ -200,7 +248,7 @@ pub struct Row {
 
 impl Row {
     /// A row without goal.
-    fn info(metric: impl Into<String>, result: impl Into<String>) -> Self {
+    pub(crate) fn info(metric: impl Into<String>, result: impl Into<String>) -> Self {
         Self {
             metric: metric.into(),
             result: result.into(),
@@ -210,7 +258,7 @@ impl Row {
     }
 
     /// A row with a goal and whether it was met.
-    fn goal(
+    pub(crate) fn goal(
         metric: impl Into<String>,
         result: impl Into<String>,
         goal: impl Into<String>,
@@ -256,12 +304,12 @@ pub fn render_table(rows: &[Row]) -> String {
 }
 
 /// Milliseconds with three decimals.
-fn ms(duration: Duration) -> String {
+pub(crate) fn ms(duration: Duration) -> String {
     format!("{:.3} ms", duration.as_secs_f64() * 1e3)
 }
 
 /// "N req/s (p50 .. p99 .. max ..)" of a report.
-fn describe(report: &LoadReport) -> String {
+pub(crate) fn describe(report: &LoadReport) -> String {
     let mut text = format!(
         "{:.0} req/s, p50 {} p90 {} p99 {} max {}",
         report.throughput(),
@@ -278,11 +326,11 @@ fn describe(report: &LoadReport) -> String {
 
 /// A load report with the server CPU it cost.
 #[derive(Debug, Clone)]
-struct Measured {
+pub(crate) struct Measured {
     /// What the load generator saw.
-    report: LoadReport,
+    pub(crate) report: LoadReport,
     /// Server CPU time (user + system) per successful request, in microseconds.
-    cpu_per_request: Option<f64>,
+    pub(crate) cpu_per_request: Option<f64>,
 }
 
 /// `a / b`, or 0 when `b` is 0.
@@ -291,7 +339,7 @@ fn ratio_of(a: f64, b: f64) -> f64 {
 }
 
 /// Median over rounds of `numerators[i] / denominators[i]` (0 when there is none).
-fn median_ratio(numerators: &[f64], denominators: &[f64]) -> f64 {
+pub(crate) fn median_ratio(numerators: &[f64], denominators: &[f64]) -> f64 {
     let mut ratios: Vec<f64> = numerators
         .iter()
         .zip(denominators)
@@ -324,7 +372,7 @@ fn cpu_text(measured: &Measured) -> String {
 }
 
 /// Runs one load, printing its summary line (and server CPU per request) on stderr.
-async fn measure(
+pub(crate) async fn measure(
     label: &str,
     spec: &LoadSpec,
     server: Option<&ServerProcess>,
@@ -733,7 +781,7 @@ pub async fn run(config: &SuiteConfig) -> Result<Vec<Row>, BenchError> {
 
 /// The first three fields of /proc/loadavg: how busy the shared machine was, since
 /// other processes take CPU from both the server and the load generator.
-fn load_average() -> String {
+pub(crate) fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|text| {
             text.split_whitespace()

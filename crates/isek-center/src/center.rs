@@ -127,7 +127,7 @@ impl Center {
         }
         let count = loaded.len();
         let skeletons = config.security.confusable_ids == crate::config::ConfusableIds::Refuse;
-        let state = State::load(
+        let mut state = State::load(
             config.lease_ttl,
             Instant::now(),
             loaded,
@@ -141,6 +141,9 @@ impl Center {
                 )
             },
         );
+        if let Some(gap) = config.expiry_guard_gap() {
+            state.guard_gaps(gap);
+        }
         log_start(config.data_dir.as_deref(), count, config.lease_ttl);
 
         let epoch = crate::feed::new_epoch();
@@ -170,6 +173,7 @@ impl Center {
             Arc::clone(&core),
             tx.downgrade(),
             stop_rx,
+            config.expiry_guard_gap().map(|gap| gap / 4),
         ));
         // The floor refuses its own millisecond too (a signature made in it may predate
         // the start), so hand the center out only once that millisecond is over: a
@@ -491,9 +495,28 @@ impl Center {
         let now = Instant::now();
         let core = &self.inner.core;
         // Copied under the lock, rendered after it (see `State::live_copy`).
-        let copy = core.lock().live_copy(now);
+        let (copy, guarded) = {
+            let state = core.lock();
+            (state.live_copy(now), state.guarded(now))
+        };
+        let wall = crate::policy::unix_now() as f64 / 1000.0;
+        let guarded: Vec<_> = guarded
+            .into_iter()
+            .map(|(id, until)| {
+                (
+                    id,
+                    wall + until.saturating_duration_since(now).as_secs_f64(),
+                )
+            })
+            .collect();
         let live = copy.nodes.iter().map(|(id, r, _)| (&**id, r));
-        let body = crate::render::nodes_body(live, copy.nodes.len(), core.epoch(), copy.revision);
+        let body = crate::render::nodes_body(
+            live,
+            copy.nodes.len(),
+            core.epoch(),
+            copy.revision,
+            &guarded,
+        );
         Bytes::from(body)
     }
 

@@ -60,6 +60,13 @@ pub struct Config {
     pub watch_keepalive: Duration,
     /// Bounds on filtered and paged queries (`?filter=`, `?limit=`, `?cursor=`).
     pub discovery: Discovery,
+    /// The expiry guard (`--expiry-guard`, on by default): when the center itself
+    /// could not run (stopped, stalled, a clock jump) for longer than
+    /// [`Config::expiry_guard_gap`], the leases running when it stopped get that
+    /// time back, at most one TTL past the moment it runs again, so its waking
+    /// reaper does not expire a membership that could not renew. `false`: leases
+    /// run out by the clock alone.
+    pub expiry_guard: bool,
 }
 
 impl Default for Config {
@@ -82,11 +89,20 @@ impl Default for Config {
             watch_buffer: 8_192,
             watch_keepalive: Duration::from_secs(5),
             discovery: Discovery::default(),
+            expiry_guard: true,
         }
     }
 }
 
 impl Config {
+    /// The silence (no request served, no reaper tick: nothing ran) after which the
+    /// expiry guard counts a gap: a quarter of the TTL, within 250 ms and 2 s; the
+    /// reaper ticks four times as often. `None` with the guard off.
+    pub fn expiry_guard_gap(&self) -> Option<Duration> {
+        self.expiry_guard
+            .then(|| (self.lease_ttl / 4).clamp(Duration::from_millis(250), Duration::from_secs(2)))
+    }
+
     /// An in-memory center with default settings and the given lease length.
     pub fn in_memory(lease_ttl: Duration) -> Self {
         Self {

@@ -38,6 +38,9 @@ struct Lease<V> {
     scheduled: u64,
     /// The node's record.
     value: V,
+    /// Whether [`LeaseTable::guard`] moved `deadline` since the last renewal or
+    /// registration.
+    guarded: bool,
 }
 
 /// A pending deadline check in the heap: ordered by time, then sequence.
@@ -60,6 +63,15 @@ pub struct Expired {
     pub generation: u64,
 }
 
+/// What one [`LeaseTable::guard`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Guarded {
+    /// Leases whose deadline it moved.
+    pub extended: usize,
+    /// The latest deadline it set, if it moved any.
+    pub until: Option<Instant>,
+}
+
 /// A live entry as reads see it.
 #[derive(Debug)]
 pub struct LiveEntry<'a, V> {
@@ -71,6 +83,8 @@ pub struct LiveEntry<'a, V> {
     pub deadline: Instant,
     /// Its registration generation.
     pub generation: u64,
+    /// Whether `deadline` was moved by [`LeaseTable::guard`] (not renewed since).
+    pub guarded: bool,
 }
 
 /// Leases keyed by node id, sorted by id, with deadline-ordered expiry.
@@ -86,6 +100,8 @@ pub struct LeaseTable<V> {
     checks: BinaryHeap<Reverse<Check>>,
     /// Last sequence number handed to a check (0 means "none").
     last_seq: u64,
+    /// How many leases are `guarded` (so listings look for them only when some are).
+    guarded: usize,
 }
 
 impl<V> LeaseTable<V> {
@@ -97,6 +113,7 @@ impl<V> LeaseTable<V> {
             leases: BTreeMap::new(),
             checks: BinaryHeap::new(),
             last_seq: 0,
+            guarded: 0,
         }
     }
 
@@ -127,6 +144,7 @@ impl<V> LeaseTable<V> {
         if let Some(lease) = self.leases.get_mut(&id) {
             lease.deadline = deadline;
             lease.generation = generation;
+            self.guarded -= usize::from(std::mem::take(&mut lease.guarded));
             let old = std::mem::replace(&mut lease.value, value);
             if lease.scheduled == 0 {
                 // Its check already fired (it had expired): schedule a new one.
@@ -150,6 +168,7 @@ impl<V> LeaseTable<V> {
                 generation,
                 scheduled,
                 value,
+                guarded: false,
             },
         );
         None
@@ -162,6 +181,7 @@ impl<V> LeaseTable<V> {
         match self.leases.get_mut(id) {
             Some(lease) if lease.deadline > now => {
                 lease.deadline = now.saturating_add(ttl);
+                self.guarded -= usize::from(std::mem::take(&mut lease.guarded));
                 true
             }
             _ => false,
@@ -183,6 +203,7 @@ impl<V> LeaseTable<V> {
             value: &lease.value,
             deadline: self.instant(lease.deadline),
             generation: lease.generation,
+            guarded: lease.guarded,
         })
     }
 
@@ -194,7 +215,9 @@ impl<V> LeaseTable<V> {
     /// Removes `id` whatever its state (deregistration); returns its value.
     pub fn remove(&mut self, id: &str) -> Option<V> {
         // Its pending check, if any, becomes stale and is dropped when due.
-        self.leases.remove(id).map(|l| l.value)
+        let lease = self.leases.remove(id)?;
+        self.guarded -= usize::from(lease.guarded);
+        Some(lease.value)
     }
 
     /// Removes `id` only if it is still registration `generation` (expiry cleanup).
@@ -270,7 +293,49 @@ impl<V> LeaseTable<V> {
                 value: &l.value,
                 deadline: self.instant(l.deadline),
                 generation: l.generation,
+                guarded: l.guarded,
             })
+    }
+
+    /// Gives back a gap in which the caller could not take renewals (it was
+    /// stopped, stalled, or its clock jumped) from `since` to `now`: every lease
+    /// still running at `since` and not collected by [`Self::expire`] runs
+    /// `now - since` longer, but never past `now + ttl`, so the guard never holds a
+    /// lease for more than one TTL after renewals can flow again, and a node that is
+    /// really gone expires by then. Extending moves deadlines later only, so the
+    /// pending checks stay at or before them. Returns how many leases it extended
+    /// and the latest deadline it set. Walks every lease (once per gap).
+    pub fn guard(&mut self, since: Instant, now: Instant) -> Guarded {
+        let start = self.offset(since);
+        let end = self.offset(now).max(start);
+        let gap = end - start;
+        let cap = end.saturating_add(self.ttl);
+        let (mut extended, mut until) = (0, 0);
+        for lease in self.leases.values_mut() {
+            if lease.scheduled == 0 || lease.deadline <= start {
+                continue; // collected, or it ran out before the gap began
+            }
+            let deadline = lease.deadline.saturating_add(gap).min(cap);
+            if deadline > lease.deadline {
+                lease.deadline = deadline;
+                self.guarded += usize::from(!std::mem::replace(&mut lease.guarded, true));
+                extended += 1;
+                until = until.max(deadline);
+            }
+        }
+        Guarded {
+            extended,
+            until: (extended > 0).then(|| self.instant(until)),
+        }
+    }
+
+    /// The live entries at `now` whose deadline the guard moved (not renewed
+    /// since), sorted by id; costs nothing while none is guarded.
+    pub fn guarded(&self, now: Instant) -> impl Iterator<Item = LiveEntry<'_, V>> {
+        let any = self.guarded > 0;
+        self.live(now)
+            .take_while(move |_| any)
+            .filter(|e| e.guarded)
     }
 
     /// Number of entries, including expired ones not yet removed.
@@ -311,6 +376,51 @@ mod tests {
 
     fn id(s: &str) -> Arc<str> {
         Arc::from(s)
+    }
+
+    #[test]
+    fn a_guard_gives_back_the_gap_to_running_leases_at_most_one_ttl_past_it() {
+        let (mut t, t0) = table();
+        t.insert(id("early"), "E", 1, t0);
+        t.insert(id("late"), "L", 2, t0 + secs(20)); // deadline t0 + 50
+        t.insert(id("gone"), "G", 3, t0);
+        t.insert(id("lapsed"), "X", 4, t0);
+        t.renew("gone", t0 + secs(1)); // deadline t0 + 31
+        let collected: Vec<_> = t.expire(t0 + secs(30)).into_iter().map(|e| e.id).collect();
+        assert_eq!(collected, vec![id("early"), id("lapsed")]);
+        t.insert(id("early"), "E", 5, t0 + secs(30)); // deadline t0 + 60
+        // Stopped from t0 + 40 to t0 + 100: "gone" ran out before the gap, "lapsed"
+        // was collected; the others get the 60 s back.
+        let guarded = t.guard(t0 + secs(40), t0 + secs(100));
+        assert_eq!(guarded.extended, 2);
+        assert_eq!(guarded.until, Some(t0 + secs(120)));
+        let early = t.get("early", t0 + secs(100)).unwrap();
+        assert_eq!((early.deadline, early.guarded), (t0 + secs(120), true));
+        let late = t.get("late", t0 + secs(100)).unwrap();
+        assert_eq!((late.deadline, late.guarded), (t0 + secs(110), true));
+        assert!(!t.is_live("gone", t0 + secs(100)));
+        assert!(!t.is_live("lapsed", t0 + secs(100)));
+        // A renewal ends the guard; an unrenewed guarded lease runs out at its
+        // guarded deadline, not later.
+        let guarded: Vec<_> = t.guarded(t0 + secs(100)).map(|e| e.id.clone()).collect();
+        assert_eq!(guarded, vec![id("early"), id("late")]);
+        assert!(t.renew("late", t0 + secs(101)));
+        assert!(!t.get("late", t0 + secs(101)).unwrap().guarded);
+        assert_eq!(t.guarded(t0 + secs(101)).count(), 1);
+        let gone: Vec<_> = t.expire(t0 + secs(110)).into_iter().map(|e| e.id).collect();
+        assert_eq!(gone, vec![id("gone")]);
+        assert!(t.is_live("early", t0 + secs(119)));
+        let gone: Vec<_> = t.expire(t0 + secs(120)).into_iter().map(|e| e.id).collect();
+        assert_eq!(gone, vec![id("early")]);
+        assert!(t.remove_generation("early", 5).is_some());
+        assert_eq!(t.guarded, 0);
+        // Never more than one TTL past the gap's end, whatever gap is claimed.
+        t.insert(id("fresh"), "F", 6, t0 + secs(200)); // deadline t0 + 230
+        t.guard(t0 + secs(190), t0 + secs(250));
+        assert_eq!(
+            t.get("fresh", t0 + secs(250)).unwrap().deadline,
+            t0 + secs(280)
+        );
     }
 
     #[test]

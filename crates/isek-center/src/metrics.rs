@@ -180,6 +180,12 @@ pub struct Metrics {
     expire_failed: Counter,
     /// Expiry waves (reaper wake-ups that found expired leases).
     expiry_waves: Counter,
+    /// Gaps the expiry guard gave back (the center did not run for a while).
+    guard_gaps: Counter,
+    /// Their total length, in seconds.
+    guard_gap_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// Leases the guard extended.
+    guard_leases: Counter,
     /// Live nodes registered with a key.
     signed_nodes: Gauge,
     /// Live nodes registered without one.
@@ -264,6 +270,26 @@ impl Metrics {
             "expiry_waves",
             "Reaper wake-ups that found expired leases",
             expiry_waves.clone(),
+        );
+
+        let guard_gaps = Counter::default();
+        registry.register(
+            "expiry_guard_gaps",
+            "Times the center found it had not run for a while (stopped, stalled, clock jump) and gave the running leases that time back",
+            guard_gaps.clone(),
+        );
+        let guard_gap_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register_with_unit(
+            "expiry_guard_gap",
+            "Total length of the gaps the expiry guard gave back",
+            Unit::Seconds,
+            guard_gap_seconds.clone(),
+        );
+        let guard_leases = Counter::default();
+        registry.register(
+            "expiry_guard_leases",
+            "Leases whose deadline the expiry guard moved",
+            guard_leases.clone(),
         );
 
         let nodes_family = Family::<Labels, Gauge>::default();
@@ -371,6 +397,9 @@ impl Metrics {
             expired,
             expire_failed,
             expiry_waves,
+            guard_gaps,
+            guard_gap_seconds,
+            guard_leases,
             signed_nodes,
             unsigned_nodes,
             batch_size,
@@ -430,6 +459,13 @@ impl Metrics {
             &self.expire_failed
         };
         counter.inc_by(count as u64);
+    }
+
+    /// The expiry guard gave a gap of `length` back to `leases` leases.
+    pub fn expiry_guard(&self, length: Duration, leases: usize) {
+        self.guard_gaps.inc();
+        self.guard_gap_seconds.inc_by(length.as_secs_f64());
+        self.guard_leases.inc_by(leases as u64);
     }
 
     /// The reaper found expired leases on one wake-up.

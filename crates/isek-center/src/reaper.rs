@@ -6,6 +6,12 @@
 //! got its first node). Expired nodes are already invisible to every read at their
 //! deadline; the reaper makes the store forget them within milliseconds.
 //!
+//! With the expiry guard on it also ticks every `beat` (a quarter of the guard's
+//! gap) however far the next deadline is: each tick locks the state, which is the
+//! heartbeat the guard measures silences against (see `State::heartbeat`); after
+//! a stop, the first lock, this tick or any request, gives the gap back before
+//! anything reads a deadline.
+//!
 //! Level 2: beside the writer, which it feeds; it knows the state, not HTTP.
 
 use std::sync::Arc;
@@ -68,11 +74,13 @@ impl Wave {
     }
 }
 
-/// Runs until `stop` turns true (or its sender is gone) or the writer is gone.
+/// Runs until `stop` turns true (or its sender is gone) or the writer is gone;
+/// wakes at least every `beat`, if given (the expiry guard's heartbeat).
 pub(crate) async fn run(
     core: Arc<Core>,
     writes: mpsc::WeakSender<WriteOp>,
     mut stop: watch::Receiver<bool>,
+    beat: Option<Duration>,
 ) {
     let mut wave: Option<Wave> = None;
     loop {
@@ -118,8 +126,13 @@ pub(crate) async fn run(
         // Created before sleeping; a wake-up sent since `next` was read is kept as a
         // permit by `notify_one`, so none is lost.
         let woken = core.reaper_woken();
+        let wake = match (next, beat) {
+            (Some(at), Some(beat)) => Some(at.min(now + beat)),
+            (None, Some(beat)) => Some(now + beat),
+            (next, None) => next,
+        };
         let deadline = async {
-            match next {
+            match wake {
                 Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }

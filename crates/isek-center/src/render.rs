@@ -106,21 +106,62 @@ pub fn gone_envelope(revision: u64, message: &str) -> String {
     body
 }
 
-/// The `GET /v1/nodes` body: `nodes` (live, sorted by id) with `revision` and `epoch`.
+/// The `GET /v1/nodes` body: `nodes` (live, sorted by id) with `revision` and `epoch`;
+/// a node in `guarded` (sorted by id, with Unix seconds) carries `guarded_until`,
+/// the deadline the expiry guard gave it.
 pub fn nodes_body<'a>(
     nodes: impl Iterator<Item = (&'a str, &'a NodeRecord)>,
     count: usize,
     epoch: u64,
     revision: u64,
+    guarded: &[(std::sync::Arc<str>, f64)],
 ) -> Vec<u8> {
     let mut out = String::with_capacity(96 + count * 128);
     let _ = write!(
         out,
         "{{\"code\":200,\"data\":{{\"epoch\":{epoch},\"nodes\":"
     );
-    write_nodes(&mut out, nodes);
+    if guarded.is_empty() {
+        write_nodes(&mut out, nodes);
+    } else {
+        write_guarded_nodes(&mut out, nodes, guarded);
+    }
     let _ = writeln!(out, ",\"revision\":{revision}}},\"message\":\"success\"}}");
     out.into_bytes()
+}
+
+/// [`write_nodes`], with `guarded_until` (sorted first, as every key) in the nodes
+/// that `guarded` names.
+fn write_guarded_nodes<'a>(
+    out: &mut String,
+    nodes: impl Iterator<Item = (&'a str, &'a NodeRecord)>,
+    guarded: &[(std::sync::Arc<str>, f64)],
+) {
+    let mut node = String::new();
+    out.push('{');
+    for (i, (id, record)) in nodes.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_str(out, id);
+        out.push(':');
+        let until = guarded
+            .binary_search_by(|(g, _)| (**g).cmp(id))
+            .ok()
+            .and_then(|at| guarded.get(at));
+        match until {
+            None => write_node(out, id, record),
+            Some((_, secs)) => {
+                node.clear();
+                write_node(&mut node, id, record);
+                out.push_str("{\"guarded_until\":");
+                write_unix_seconds(out, *secs);
+                out.push(',');
+                out.push_str(node.get(1..).unwrap_or("}"));
+            }
+        }
+    }
+    out.push('}');
 }
 
 /// One page of a filtered or paged `GET /v1/nodes`: `nodes` (sorted by id) at
@@ -350,6 +391,26 @@ mod tests {
     use super::*;
     use crate::lease::LeaseTable;
     use serde_json::json;
+
+    #[test]
+    fn a_guarded_node_carries_guarded_until_first() {
+        let a = NodeRecord::new("h", 1, "{}");
+        let b = NodeRecord::new("h", 2, r#"{"role":"x"}"#);
+        let nodes = [("a", &a), ("b", &b)];
+        let guarded = [(Arc::from("b"), 1795681547.5)];
+        let body = nodes_body(nodes.into_iter(), 2, 7, 9, &guarded);
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            concat!(
+                r#"{"code":200,"data":{"epoch":7,"nodes":{"a":{"host":"h","metadata":{},"node_id":"a","port":1},"#,
+                r#""b":{"guarded_until":1795681547.5,"host":"h","metadata":{"role":"x"},"node_id":"b","port":2}},"#,
+                r#""revision":9},"message":"success"}"#,
+                "\n"
+            )
+        );
+        let plain = nodes_body(nodes.into_iter(), 2, 7, 9, &[]);
+        assert!(!String::from_utf8(plain).unwrap().contains("guarded_until"));
+    }
 
     #[test]
     fn compact_sorted_ascii() {

@@ -58,6 +58,28 @@ pub(crate) struct State {
     /// Set if a node could not be indexed (every slot number in use): from then on
     /// every filtered query scans, so an answer is never missing a node.
     index_broken: bool,
+    /// The expiry guard: when the state was last locked (every lock is a sign of
+    /// life: a request served, a reaper tick), and the silence after which a lock
+    /// counts the time since as a gap (`None`: `--expiry-guard off`).
+    beat: Beat,
+}
+
+/// The expiry guard's heartbeat (see [`State::heartbeat`]).
+#[derive(Debug)]
+struct Beat {
+    /// When the state was last locked.
+    last: Instant,
+    /// A silence longer than this is a gap; `None`: no guard.
+    gap: Option<Duration>,
+}
+
+/// A gap the expiry guard gave back (see [`State::heartbeat`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gap {
+    /// How long nothing locked the state.
+    pub length: Duration,
+    /// What the lease table did about it.
+    pub guarded: crate::lease::Guarded,
 }
 
 impl State {
@@ -94,7 +116,34 @@ impl State {
             skeletons,
             postings,
             index_broken,
+            beat: Beat {
+                last: now,
+                gap: None,
+            },
         }
+    }
+
+    /// Turns the expiry guard on: a silence (no lock at all) longer than `gap` is
+    /// given back to the running leases at the next lock (see [`State::heartbeat`]).
+    pub fn guard_gaps(&mut self, gap: Duration) {
+        self.beat.gap = Some(gap);
+    }
+
+    /// The expiry guard, run at every lock before anything reads a deadline: if
+    /// nothing locked the state for longer than the guard's gap (the process was
+    /// stopped, stalled, or its clock jumped), nobody could renew meanwhile, so the
+    /// leases running when the silence began get its length back (at most one TTL
+    /// past `now`: `LeaseTable::guard`). Every lock is a beat, so the gap is only
+    /// the time in which nothing at all ran.
+    pub fn heartbeat(&mut self, now: Instant) -> Option<Gap> {
+        let since = self.beat.last;
+        self.beat.last = now.max(since);
+        let length = now.saturating_duration_since(since);
+        if length <= self.beat.gap? {
+            return None;
+        }
+        let guarded = self.leases.guard(since, now);
+        Some(Gap { length, guarded })
     }
 
     /// The lease table (reads only: changes go through the methods below).
@@ -155,6 +204,16 @@ impl State {
             revision: self.revision,
         };
         (kind, copy)
+    }
+
+    /// The live nodes at `now` whose deadline the expiry guard moved (not renewed
+    /// since), sorted by id, with that deadline: nothing to copy, and no walk, while
+    /// none is guarded.
+    pub fn guarded(&self, now: Instant) -> Vec<(Arc<str>, Instant)> {
+        self.leases
+            .guarded(now)
+            .map(|e| (Arc::clone(e.id), e.deadline))
+            .collect()
     }
 
     /// Nodes in the table with an owner key, and without (expired leases not yet
@@ -399,8 +458,21 @@ impl Core {
     /// Locks the state. A poisoned lock only means a panic elsewhere mid-update; the
     /// table is still a valid table, so keep serving.
     pub fn lock(&self) -> Locked<'_> {
+        let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(gap) = guard.heartbeat(Instant::now()) {
+            self.metrics.expiry_guard(gap.length, gap.guarded.extended);
+            tracing::warn!(
+                gap_ms = gap.length.as_millis() as u64,
+                leases = gap.guarded.extended,
+                guarded_for_ms = gap.guarded.until.map_or(0, |u| u
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    as u64),
+                "the center was not running (stopped, stalled or its clock jumped); the leases running when it stopped get that time back (at most one TTL from now)"
+            );
+        }
         Locked {
-            guard: self.state.lock().unwrap_or_else(PoisonError::into_inner),
+            guard,
             revision: &self.revision,
         }
     }

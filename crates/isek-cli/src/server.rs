@@ -119,6 +119,14 @@ pub struct CenterArgs {
     /// (`pаypal` with a Cyrillic `а` beside `paypal`): `refuse` it (409) or `allow` it.
     #[arg(long, value_enum, value_name = "POLICY", default_value_t = ConfusableIdsArg::Refuse)]
     confusable_ids: ConfusableIdsArg,
+    /// The expiry guard: when the center itself could not run (stopped, stalled, a
+    /// clock jump) for a quarter of the lease TTL (at least 250 ms, at most 2 s), the
+    /// leases running when it stopped get that time back, never past one TTL after
+    /// it runs again, so its waking reaper does not expire nodes that could not
+    /// renew; a node that is really gone still expires within a TTL. `off`: leases
+    /// run out by the clock alone.
+    #[arg(long, value_enum, value_name = "ON|OFF", default_value_t = Toggle::On)]
+    expiry_guard: Toggle,
     /// File holding the admin token that allows deregistering any node
     /// (`Authorization: Bearer TOKEN`); else $ISEK_ADMIN_TOKEN; without either there
     /// is no admin access. Never a command-line value: it would show in `ps`.
@@ -148,6 +156,15 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, fields at the top level.
     Json,
+}
+
+/// A feature switched `on` or `off` (`--expiry-guard`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Toggle {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }
 
 /// The values of `--confusable-ids`.
@@ -290,6 +307,7 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
             max_filter_cost: args.max_filter_cost,
         },
         disk_reserve_bytes: args.disk_reserve_bytes,
+        expiry_guard: args.expiry_guard == Toggle::On,
         ..Config::default()
     };
     match &data_dir {

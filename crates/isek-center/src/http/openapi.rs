@@ -124,6 +124,9 @@ pub struct Node {
     /// Its agent card.
     #[schema(value_type = Object)]
     metadata: serde_json::Map<String, serde_json::Value>,
+    /// Only in `GET /v1/nodes`, only while the expiry guard holds the node (after
+    /// the center could not run, until the node renews): its deadline, Unix seconds.
+    guarded_until: Option<f64>,
 }
 
 /// A node of the original listing: with its deadline.

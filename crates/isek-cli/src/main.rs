@@ -7,6 +7,7 @@
 //! (`error: ...`); logs go to stderr too, filtered by `RUST_LOG`.
 
 mod backend;
+mod card;
 mod config_file;
 mod deregister;
 mod etcd;

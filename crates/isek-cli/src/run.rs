@@ -6,6 +6,9 @@
 //! A Python agent or a shell script starts it next to itself and stops it when it
 //! stops.
 //!
+//! `--agent-card FILE|URL` registers an A2A AgentCard as `metadata.agent_card`, loaded
+//! and validated before the first registration (see `crate::card`).
+//!
 //! Every state change is one line on stdout, so a supervising script can follow it:
 //!
 //! ```text
@@ -50,6 +53,16 @@ pub struct RunArgs {
     /// The node's agent card, a JSON object.
     #[arg(long, value_name = "JSON-OBJECT", value_parser = crate::register::parse_metadata, default_value = "{}")]
     metadata: Metadata,
+    /// An A2A AgentCard (JSON) registered as `metadata.agent_card`: a file, or an
+    /// http(s) URL fetched once at start; validated before registering.
+    #[arg(long, value_name = "FILE|URL")]
+    agent_card: Option<String>,
+    /// Largest --agent-card accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::card::DEFAULT_MAX_BYTES)]
+    agent_card_max_bytes: usize,
+    /// Longest wait for an --agent-card URL's whole answer, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = crate::server::parse_seconds)]
+    agent_card_timeout: Duration,
     /// Lease length in seconds (fractions allowed); the node renews every third of it.
     /// On etcd it is the lease granted (same as `--lease-ttl`); a center grants its own
     /// `--lease-ttl`, so give the same value here [default: 30].
@@ -64,6 +77,15 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Handlers first: a supervisor may signal as soon as it sees the first line.
     let shutdown = crate::server::shutdown_signal()?;
+    let mut metadata = args.metadata;
+    if let Some(source) = args.agent_card {
+        let card = crate::card::CardSource {
+            source,
+            max_bytes: args.agent_card_max_bytes,
+            timeout: args.agent_card_timeout,
+        };
+        card.apply(&mut metadata).await?;
+    }
     let mut backend = args.backend;
     let ttl = match (args.ttl, backend.etcd.lease_ttl) {
         (Some(ttl), Some(lease)) if ttl != lease => {
@@ -79,7 +101,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let registry: Arc<dyn Registry> = Arc::from(backend.connect().await?);
     let mut node = Node::new(registry, args.host.clone(), args.port)
-        .metadata(args.metadata)
+        .metadata(metadata)
         .ttl(ttl)
         // `isek run` only keeps the node alive; following peers is `isek watch`.
         .peer_view(None);

@@ -258,3 +258,41 @@ async fn isek_watch_follows_the_original_center_by_polling() {
     let status = watcher.wait();
     assert!(status.success(), "{status}\n{}", watcher.transcript());
 }
+
+/// The original has no `/v1/nodes` (404): a filtered query falls back to its full
+/// listing, narrowed and paged here by the same evaluator; `isek nodes --filter` too.
+#[tokio::test]
+async fn filtered_queries_fall_back_to_client_side_evaluation() {
+    let Some(center) = OriginalCenter::start() else {
+        return;
+    };
+    let client = center.client();
+    for (id, role) in [("p1", "planner"), ("w1", "worker"), ("p2", "planner")] {
+        client
+            .register_node(id, "10.0.0.1", 7000, metadata(json!({"role": role})))
+            .await
+            .unwrap();
+    }
+    let filter = isek::Filter::compile(r#"metadata.role == "planner""#).unwrap();
+    let query = isek::Query::filter(filter).limit(1);
+    let first = client.query(&query).await.unwrap();
+    assert!(first.local, "{first:?}");
+    assert_eq!(first.nodes[0].node_id, "p1");
+    let second = client.query(&query.next(&first).unwrap()).await.unwrap();
+    assert_eq!(second.nodes[0].node_id, "p2");
+    assert_eq!(second.cursor, None);
+
+    let out = harness::success(&harness::isek(&[
+        "nodes",
+        "--center",
+        &center.url,
+        "--filter",
+        r#"metadata.role == "worker""#,
+        "--json",
+    ]));
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        listed.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["w1"]
+    );
+}

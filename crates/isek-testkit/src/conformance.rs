@@ -65,6 +65,7 @@ where
     let concurrent = make(LONG_TTL).await;
     let expiry = make(SHORT_TTL).await;
     let restart = make(SHORT_TTL).await;
+    let query = make(LONG_TTL).await;
 
     let results = tokio::join!(
         named("register and list", register_and_list(&list, deadlines)),
@@ -82,10 +83,11 @@ where
             "re-register restarts the lease",
             reregister_restarts_lease(&restart, deadlines)
         ),
+        named("filtered query", filtered_query(&query)),
     );
     let results = [
         results.0, results.1, results.2, results.3, results.4, results.5, results.6, results.7,
-        results.8,
+        results.8, results.9,
     ];
     let failures: Vec<String> = results
         .into_iter()
@@ -177,6 +179,77 @@ fn expect_error(
         Err(e) if matches(&e) => Ok(()),
         Err(e) => Err(format!("{what}: expected {expected}, got {e:?}")),
         Ok(()) => Err(format!("{what}: expected {expected}, got Ok")),
+    }
+}
+
+/// A filtered query in pages of two walks exactly the nodes the filter matches in the
+/// full listing (the same evaluator, wherever it runs), in id order, once each; an
+/// unfiltered query lists everything; an unknown cursor is NotFound.
+async fn filtered_query<R: Registry>(registry: &R) -> CheckResult {
+    for i in 0..7u16 {
+        let role = if i % 3 == 0 { "worker" } else { "planner" };
+        let metadata = match json!({"role": role, "rank": i}) {
+            serde_json::Value::Object(map) => map,
+            _ => Metadata::new(),
+        };
+        step(
+            &format!("register q{i}"),
+            registry
+                .register_node(&format!("q{i}"), "127.0.0.1", 7100 + i, metadata)
+                .await,
+        )?;
+    }
+    let filter = isek::Filter::compile(r#"metadata.role == "planner" && metadata.rank > 1"#)
+        .map_err(|e| format!("compile: {e}"))?;
+    let all = list(registry, "list before the query").await?;
+    let expected: Vec<String> = filter
+        .select(all.values())
+        .into_iter()
+        .map(|n| n.node_id.clone())
+        .collect();
+    let query = isek::Query::filter(filter).limit(2);
+    let mut walked = Vec::new();
+    let mut next = Some(query.clone());
+    let mut pages = 0;
+    while let Some(current) = next {
+        let page = step("query page", registry.query(&current).await)?;
+        pages += 1;
+        if page.nodes.len() > 2 || pages > 10 {
+            return Err(format!("page {pages} of limit 2 holds {:?}", page.nodes));
+        }
+        for node in &page.nodes {
+            let listed = all.get(&node.node_id);
+            if listed.is_none_or(|l| {
+                l.host != node.host || l.port != node.port || l.metadata != node.metadata
+            }) {
+                return Err(format!("query answered {node:?}, listed as {listed:?}"));
+            }
+            walked.push(node.node_id.clone());
+        }
+        next = current.next(&page);
+    }
+    if walked != expected {
+        return Err(format!(
+            "pages walked {walked:?}, the filter matches {expected:?}"
+        ));
+    }
+    let everything = step(
+        "unfiltered query",
+        registry.query(&isek::Query::default()).await,
+    )?;
+    let ids: Vec<&String> = everything.nodes.iter().map(|n| &n.node_id).collect();
+    if ids != all.keys().collect::<Vec<_>>() || everything.cursor.is_some() {
+        return Err(format!("an unfiltered query answered {ids:?}"));
+    }
+    let unknown = isek::Query {
+        cursor: Some("no-such-cursor".into()),
+        ..query
+    };
+    match registry.query(&unknown).await {
+        Err(Error::NotFound(_)) => Ok(()),
+        other => Err(format!(
+            "an unknown cursor: expected NotFound, got {other:?}"
+        )),
     }
 }
 

@@ -16,9 +16,10 @@ use serde::de::DeserializeOwned;
 use crate::credentials::Credentials;
 use crate::error::root_cause;
 use crate::identity::NodeIdentity;
+use crate::query::{Page, Query};
 use crate::wire::center::{
-    AVAILABLE_NODES_PATH, AvailableNodes, DEREGISTER_PATH, Envelope, ListedNode, REGISTER_PATH,
-    RENEW_PATH,
+    AVAILABLE_NODES_PATH, AvailableNodes, DEREGISTER_PATH, Envelope, ListedNode, NODES_PATH,
+    NodesPage, REGISTER_PATH, RENEW_PATH,
 };
 use crate::wire::proof::{DEREGISTER_OP, ProofRequest, RENEW_OP, RegisterData};
 use crate::{Error, Metadata, NodeInfo, Registry, Result};
@@ -188,27 +189,67 @@ impl IsekCenterRegistry {
         url: &str,
         request: reqwest::RequestBuilder,
     ) -> Result<Envelope<T>> {
-        let response = request.send().await.map_err(|e| transport_error(url, &e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(url, &e))?;
-        if status.is_success() {
-            let envelope: Envelope<T> = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::Backend(format!("{url}: unexpected response body ({e})")))?;
-            if envelope.code == 200 {
-                return Ok(envelope);
-            }
-            return Err(status_error(envelope.code, envelope.message));
-        }
-        // Error bodies are envelopes from ISEK centers, but a proxy or the original's
-        // HTML error pages are not: fall back to the status line.
-        let message = serde_json::from_slice::<Envelope<serde_json::Value>>(&bytes)
-            .map(|e| e.message)
-            .unwrap_or_else(|_| format!("{url} answered HTTP {status}"));
-        Err(status_error(status.as_u16(), message))
+        let (status, bytes) = exchange(url, request).await?;
+        decode(url, status, &bytes)
     }
+
+    /// The `GET /v1/nodes` URL of `query`, its parameters URL-encoded.
+    fn query_url(&self, query: &Query) -> Result<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&format!("{}{NODES_PATH}", self.config.url))
+            .map_err(|e| Error::InvalidArgument(format!("center URL {}: {e}", self.config.url)))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(filter) = &query.filter {
+                pairs.append_pair("filter", filter.source());
+            }
+            if let Some(limit) = query.limit {
+                pairs.append_pair("limit", &limit.to_string());
+            }
+            if let Some(cursor) = &query.cursor {
+                pairs.append_pair("cursor", cursor);
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url)
+    }
+}
+
+/// Sends `request` and reads the whole answer: its status and body.
+async fn exchange(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, bytes::Bytes)> {
+    let response = request.send().await.map_err(|e| transport_error(url, &e))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(url, &e))?;
+    Ok((status, bytes))
+}
+
+/// Decodes an answer: the envelope of a 200, else the [`Error`] its status means.
+fn decode<T: DeserializeOwned>(
+    url: &str,
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Result<Envelope<T>> {
+    if status.is_success() {
+        let envelope: Envelope<T> = serde_json::from_slice(bytes)
+            .map_err(|e| Error::Backend(format!("{url}: unexpected response body ({e})")))?;
+        if envelope.code == 200 {
+            return Ok(envelope);
+        }
+        return Err(status_error(envelope.code, envelope.message));
+    }
+    // Error bodies are envelopes from ISEK centers, but a proxy or the original's
+    // HTML error pages are not: fall back to the status line.
+    let message = serde_json::from_slice::<Envelope<serde_json::Value>>(bytes)
+        .map(|e| e.message)
+        .unwrap_or_else(|_| format!("{url} answered HTTP {status}"));
+    Err(status_error(status.as_u16(), message))
 }
 
 /// Maps a status code (HTTP or envelope) to the error a caller can act on.
@@ -300,6 +341,44 @@ impl Registry for IsekCenterRegistry {
             }
         }
         Ok(nodes)
+    }
+
+    /// `GET /v1/nodes?filter=&limit=&cursor=`: the center evaluates the filter from its
+    /// indexes. The original center has no such endpoint (404): the full listing is
+    /// narrowed here by the same evaluator. A 410 (cursor unknown or expired) is
+    /// [`Error::NotFound`]; a filter the center refuses is [`Error::InvalidArgument`]
+    /// naming its line and column.
+    async fn query(&self, query: &Query) -> Result<Page> {
+        let url = self.query_url(query)?;
+        let shown = url.to_string();
+        let request = self.http.get(url).timeout(self.config.timeout);
+        let (status, bytes) = exchange(&shown, request).await?;
+        match status.as_u16() {
+            404 => {
+                let nodes = self.get_available_nodes().await?;
+                return crate::query::evaluate(nodes, query);
+            }
+            410 => {
+                let message = serde_json::from_slice::<Envelope<serde_json::Value>>(&bytes)
+                    .map(|e| e.message)
+                    .unwrap_or_else(|_| "the cursor is unknown or expired".to_owned());
+                return Err(Error::NotFound(message));
+            }
+            _ => {}
+        }
+        let page: Envelope<NodesPage> = decode(&shown, status, &bytes)?;
+        Ok(Page {
+            nodes: page
+                .data
+                .nodes
+                .into_values()
+                .map(|node| NodeInfo::new(node.node_id, node.host, node.port, node.metadata))
+                .collect(),
+            cursor: page.data.cursor,
+            plan: page.data.plan,
+            revision: Some(page.data.revision),
+            local: false,
+        })
     }
 
     /// The center's change stream (`GET /v1/watch`, see [`crate::changefeed`]);

@@ -25,6 +25,7 @@
 //!   [`filter::plan`] says which part of one an index serves.
 //! - [`index`]: [`Index`], nodes with posting lists, answering filters by candidates.
 //! - [`agent_card`]: validation of an A2A AgentCard carried in `metadata.agent_card`.
+//! - [`query`]: [`Query`] and [`Page`], filtered and paged listings on every backend.
 //!
 //! - [`watch`]: [`NodeEvent`], incremental discovery instead of polling the full list.
 //! - [`runtime`]: [`Node`] keeps a node registered through faults; [`PeerView`] follows
@@ -45,6 +46,7 @@ pub mod index;
 pub mod memory;
 pub mod node;
 pub mod node_id;
+pub mod query;
 pub mod registry;
 pub mod runtime;
 pub mod watch;
@@ -56,6 +58,7 @@ pub use filter::Filter;
 pub use index::{Index, Postings};
 pub use memory::MemoryRegistry;
 pub use node::{Metadata, NodeInfo};
+pub use query::{Page, Query};
 pub use registry::{DEFAULT_TTL, Registry};
 pub use runtime::{Node, NodeHandle, NodeState, PeerChange, PeerView, PeerViewConfig};
 pub use watch::{NodeEvent, NodeEventStream};

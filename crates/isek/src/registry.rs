@@ -1,4 +1,5 @@
-//! The [`Registry`] trait: the four operations of ISEK's registry interface.
+//! The [`Registry`] trait: the four operations of ISEK's registry interface, plus
+//! change streams and filtered queries.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::query::{Page, Query};
 use crate::watch::NodeEventStream;
 use crate::{Metadata, NodeInfo, Result};
 
@@ -43,5 +45,14 @@ pub trait Registry: Send + Sync {
     /// [`Registry::get_available_nodes`] instead (the original Python center, for one).
     async fn watch_nodes(&self) -> Result<Option<NodeEventStream>> {
         Ok(None)
+    }
+
+    /// One page of the nodes `query`'s filter matches, sorted by id (see
+    /// [`crate::query`]). A center of ours answers from its indexes; by default the
+    /// full listing is narrowed here by the same evaluator ([`crate::query::evaluate`]),
+    /// which is what etcd, the in-memory registry and the original center get.
+    /// [`crate::Error::NotFound`] for a cursor that is unknown or expired: start over.
+    async fn query(&self, query: &Query) -> Result<Page> {
+        crate::query::evaluate(self.get_available_nodes().await?, query)
     }
 }

@@ -173,6 +173,25 @@ pub struct NodesListing {
     pub nodes: BTreeMap<String, WatchedNode>,
 }
 
+/// `data` of a filtered or paged `GET /v1/nodes` (`filter`, `limit`, `cursor`): one
+/// page of the matching nodes. An unfiltered, unpaged answer ([`NodesListing`]) parses
+/// as one too, with no `cursor` and no `plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodesPage {
+    /// The token of the next page; `null` (or absent) on the last.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Incarnation of the center.
+    pub epoch: u64,
+    /// The page's nodes keyed by node id.
+    pub nodes: BTreeMap<String, WatchedNode>,
+    /// `index` or `scan`: how the center found them (absent for a plain listing).
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// The revision every page of this query shows.
+    pub revision: u64,
+}
+
 /// First event of every stream: who is answering and how often it keeps quiet
 /// connections alive, so the client can tell a quiet stream from a dead one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

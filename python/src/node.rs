@@ -282,6 +282,11 @@ impl PyNode {
                 *attempts,
                 last_error.as_ref().map(ToString::to_string),
             ),
+            Some(NodeState::Unhealthy {
+                since,
+                failures,
+                last_error,
+            }) => (Some(unix(*since)), *failures, Some(last_error.clone())),
             Some(NodeState::Failed(error)) => (None, 0, Some(error.to_string())),
             Some(NodeState::Stopped) | None => (None, 0, None),
         };
@@ -351,6 +356,7 @@ fn state_name(state: &NodeState) -> &'static str {
         NodeState::Registered { .. } => "registered",
         NodeState::Retrying { .. } => "retrying",
         NodeState::Lost { .. } => "lost",
+        NodeState::Unhealthy { .. } => "unhealthy",
         NodeState::Stopped => "stopped",
         NodeState::Failed(_) => "failed",
     }

@@ -6,6 +6,11 @@
 //! A Python agent or a shell script starts it next to itself and stops it when it
 //! stops.
 //!
+//! `--check URL|CMD` ties the lease to the agent's own health check (see
+//! `isek::runtime::health`): after `--check-failures` (3) failures in a row, one every
+//! `--check-interval` (5 s), the node deregisters (an `unhealthy` line) and stops
+//! renewing; the first passing check registers it again.
+//!
 //! `--agent-card FILE|URL` registers an A2A AgentCard as `metadata.agent_card`, loaded
 //! and validated before the first registration (see `crate::card`).
 //!
@@ -63,6 +68,20 @@ pub struct RunArgs {
     /// Longest wait for an --agent-card URL's whole answer, in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = crate::server::parse_seconds)]
     agent_card_timeout: Duration,
+    /// Tie the lease to the agent's health: an http(s) URL that must answer 2xx, or a
+    /// shell command that must exit 0. After --check-failures failures in a row the
+    /// node deregisters and stops renewing; it registers again when a check passes.
+    #[arg(long, value_name = "URL|CMD")]
+    check: Option<String>,
+    /// Seconds between two health checks.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = crate::server::parse_seconds)]
+    check_interval: Duration,
+    /// Longest one health check may take, in seconds (slower: a failure).
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = crate::server::parse_seconds)]
+    check_timeout: Duration,
+    /// Consecutive failed checks after which the node deregisters.
+    #[arg(long, value_name = "N", default_value = "3", value_parser = clap::value_parser!(u32).range(1..))]
+    check_failures: u32,
     /// Lease length in seconds (fractions allowed); the node renews every third of it.
     /// On etcd it is the lease granted (same as `--lease-ttl`); a center grants its own
     /// `--lease-ttl`, so give the same value here [default: 30].
@@ -107,6 +126,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .peer_view(None);
     if let Some(id) = args.node_id {
         node = node.node_id(id);
+    }
+    if let Some(check) = args.check {
+        node = node.health_check(isek::runtime::HealthCheck {
+            probe: isek::runtime::Probe::parse(&check),
+            interval: args.check_interval,
+            timeout: args.check_timeout,
+            failures: args.check_failures,
+        });
     }
     let id = node.id().to_owned();
     let handle = node
@@ -221,6 +248,14 @@ fn text_line(node_id: &str, address: &str, state: &NodeState) -> String {
             ),
             None => format!("lost {node_id}"),
         },
+        NodeState::Unhealthy {
+            failures,
+            last_error,
+            ..
+        } => format!(
+            "unhealthy {node_id} ({failures} failed checks; deregistered): {}",
+            crate::one_line(last_error)
+        ),
         NodeState::Stopped => format!("stopped {node_id}"),
         NodeState::Failed(error) => {
             format!("failed {node_id}: {}", crate::one_line(&error.to_string()))
@@ -257,6 +292,17 @@ fn json_line(node_id: &str, state: &NodeState) -> String {
             "since": unix_seconds(*since),
             "attempts": attempts,
             "error": last_error.as_ref().map(ToString::to_string),
+        }),
+        NodeState::Unhealthy {
+            since,
+            failures,
+            last_error,
+        } => json!({
+            "state": "unhealthy",
+            "node_id": node_id,
+            "since": unix_seconds(*since),
+            "attempts": failures,
+            "error": last_error,
         }),
         NodeState::Stopped => json!({"state": "stopped", "node_id": node_id}),
         NodeState::Failed(error) => json!({

@@ -26,6 +26,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use super::backoff::Backoff;
 use super::entropy::{random_between, random_node_id};
+use super::health::{Health, HealthCheck};
 use super::peers::{PeerView, PeerViewConfig};
 use crate::registry::DEFAULT_TTL;
 use crate::{Error, Metadata, Registry, Result};
@@ -58,6 +59,17 @@ pub enum NodeState {
         attempts: u32,
         /// Why the lease is lost or the latest failure to register again.
         last_error: Option<Error>,
+    },
+    /// The agent's health check ([`super::health`]) failed too many times in a row:
+    /// the node deregistered and stopped renewing; it registers again when a check
+    /// passes.
+    Unhealthy {
+        /// When the node withdrew.
+        since: SystemTime,
+        /// Consecutive failed checks.
+        failures: u32,
+        /// Why the last check failed.
+        last_error: String,
     },
     /// [`NodeHandle::shutdown`] ran: the node deregistered (or tried) and stopped.
     Stopped,
@@ -129,6 +141,8 @@ pub struct Node {
     peers: Option<PeerViewConfig>,
     /// Whether the node appears in its own peer view.
     include_self: bool,
+    /// The agent's health check the lease is tied to, if any.
+    health: Option<HealthCheck>,
 }
 
 impl std::fmt::Debug for Node {
@@ -143,6 +157,7 @@ impl std::fmt::Debug for Node {
             .field("call_timeout", &self.call_timeout)
             .field("peers", &self.peers)
             .field("include_self", &self.include_self)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +177,16 @@ impl Node {
             call_timeout: None,
             peers: Some(PeerViewConfig::default()),
             include_self: false,
+            health: None,
         }
+    }
+
+    /// Ties the lease to the agent's own health check: after `check.failures`
+    /// consecutive failures the node deregisters and stops renewing
+    /// ([`NodeState::Unhealthy`]); it registers again when a check passes.
+    pub fn health_check(mut self, check: HealthCheck) -> Self {
+        self.health = Some(check);
+        self
     }
 
     /// Registers under `node_id` instead of a random one.
@@ -272,7 +296,10 @@ impl Node {
             config.exclude = (!self.include_self).then(|| self.node_id.clone());
             PeerView::start(Arc::clone(&self.registry), config)
         });
+        let health = self.health.clone().map(super::health::spawn);
         let keeper = Keeper {
+            health,
+            withdrawn: false,
             registry: Arc::clone(&self.registry),
             node_id: self.node_id.clone(),
             host: self.host.clone(),
@@ -404,6 +431,10 @@ impl NodeHandle {
 
 /// The background task that keeps the lease alive.
 struct Keeper {
+    /// The health checker's verdicts, when the lease is tied to a check.
+    health: Option<watch::Receiver<Health>>,
+    /// The node deregistered because its agent is unhealthy.
+    withdrawn: bool,
     /// Where the node lives.
     registry: Arc<dyn Registry>,
     /// Node id to register and renew.
@@ -487,12 +518,33 @@ impl Keeper {
             None => Instant::now() + self.backoff.delay(1),
         };
         loop {
-            tokio::select! {
-                _ = sleep_until(next) => {}
+            let health_changed = tokio::select! {
+                _ = sleep_until(next) => false,
                 _ = self.stop.changed() => return,
-            }
+                () = health_change(self.health.as_mut()) => true,
+            };
             if self.stopping() {
                 return;
+            }
+            if let Some(health) = self.health.as_ref().map(|h| h.borrow().clone()) {
+                if !health.healthy {
+                    if !self.withdrawn {
+                        self.withdraw(&health).await;
+                    }
+                    // Nothing to renew until a check passes.
+                    next = Instant::now() + Duration::from_secs(86_400);
+                    continue;
+                }
+                if self.withdrawn {
+                    tracing::info!(node_id = %self.node_id, "agent healthy again; registering");
+                    self.withdrawn = false;
+                    self.lease_lost = true;
+                    self.attempts = 0;
+                    self.last_error = None;
+                } else if health_changed {
+                    // A verdict that changed nothing for this node: keep the pace.
+                    continue;
+                }
             }
             let register = self.must_register();
             if register && !self.lease_lost && self.last_ok.is_some() && self.attempts > 0 {
@@ -544,6 +596,29 @@ impl Keeper {
         }
     }
 
+    /// Deregisters because the agent is unhealthy, and publishes
+    /// [`NodeState::Unhealthy`]. A failed deregistration leaves the entry to expire
+    /// with its lease, which is no longer renewed.
+    async fn withdraw(&mut self, health: &Health) {
+        let reason = health.last_error.clone().unwrap_or_default();
+        tracing::warn!(node_id = %self.node_id, failures = health.failures, %reason, "agent unhealthy; deregistering");
+        let result = bounded(
+            self.call_timeout,
+            "deregister",
+            self.registry.deregister_node(&self.node_id),
+        )
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(node_id = %self.node_id, %error, "deregistration of an unhealthy node failed; it expires with its lease");
+        }
+        self.withdrawn = true;
+        self.publish(NodeState::Unhealthy {
+            since: SystemTime::now(),
+            failures: health.failures,
+            last_error: reason,
+        });
+    }
+
     /// Publishes [`NodeState::Lost`], keeping the start of an ongoing loss.
     fn enter_lost(&mut self) {
         if !matches!(*self.state.borrow(), NodeState::Lost { .. }) {
@@ -589,5 +664,18 @@ impl Keeper {
             });
         }
         Instant::now() + self.backoff.delay(self.attempts)
+    }
+}
+
+/// Resolves when the health verdict changes; never without a check (or once the
+/// checker is gone).
+async fn health_change(health: Option<&mut watch::Receiver<Health>>) {
+    match health {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }

@@ -694,22 +694,25 @@ impl Center {
         }
     }
 
-    /// The body stream of a watcher starting at `start`, scoped by `filter` if any
-    /// (see [`crate::stream`]).
+    /// The body stream of a watcher starting at `start`, scoped by `filter` if any,
+    /// holding `slot` (its admission) while it lives; with `stall`, released when
+    /// its body goes unpolled that long with changes pending (see [`crate::stream`]).
     pub(crate) fn watch_body(
         &self,
         start: WatchStart,
         filter: Option<Filter>,
+        slot: Box<dyn Send + Sync + 'static>,
+        stall: Option<Duration>,
     ) -> impl futures::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send + 'static {
         let core = &self.inner.core;
-        crate::stream::watch_stream(
-            start,
-            filter,
-            self.inner.config.watch_keepalive,
-            core.watchers_closed(),
-            core.revision_handle(),
-            Arc::clone(core.metrics()),
-        )
+        let streams = crate::stream::Streams {
+            keepalive: self.inner.config.watch_keepalive,
+            closed: core.watchers_closed(),
+            revision: core.revision_handle(),
+            metrics: Arc::clone(core.metrics()),
+            stall,
+        };
+        crate::stream::watch_stream(start, filter, streams, slot)
     }
 
     /// Ends every change stream now and refuses none later (new ones end at once

@@ -12,11 +12,10 @@
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use futures::StreamExt;
 use isek::wire::center::{
     AGENTS_PATH, AVAILABLE_NODES_PATH, DEREGISTER_PATH, NODES_PATH, REGISTER_PATH, RENEW_PATH,
     WATCH_PATH, deregister_not_found_message, deregistered_message, registered_message,
@@ -437,11 +436,12 @@ pub(super) async fn watch(
     State(center): State<Center>,
     Extension(watchers): Extension<Arc<Watchers>>,
     client: Option<Extension<ClientAddr>>,
+    version: Version,
     RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
     let client = client.map(|Extension(ClientAddr(ip))| ip);
-    let response = watch_response(&center, &watchers, client, query.as_deref()).await;
+    let response = watch_response(&center, &watchers, client, version, query.as_deref()).await;
     observed(&center, Endpoint::Watch, None, started, response)
 }
 
@@ -450,6 +450,7 @@ async fn watch_response(
     center: &Center,
     watchers: &Arc<Watchers>,
     client: Option<std::net::IpAddr>,
+    version: Version,
     query: Option<&str>,
 ) -> Response {
     let parsed = match watch_query(query.unwrap_or("")) {
@@ -511,11 +512,11 @@ async fn watch_response(
             return json_response(StatusCode::GONE, body);
         }
     };
-    // The slot is given back when the body (and with it this closure) is dropped.
-    let body = center.watch_body(start, filter).map(move |frame| {
-        let _held = &slot;
-        frame
-    });
+    // The slot is given back with the stream's state. Over HTTP/2 a stream whose
+    // window is never opened is released after --write-timeout (the socket's own
+    // deadline covers HTTP/1, where an unread stream stalls the socket).
+    let stall = (version == Version::HTTP_2).then_some(center.config().timeouts.write_stall);
+    let body = center.watch_body(start, filter, Box::new(slot), stall);
     let mut response = (StatusCode::OK, Body::from_stream(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -52,6 +52,8 @@ use crate::writer::{WriteError, WriteOp};
 struct Tasks {
     /// The reaper task.
     reaper: JoinHandle<()>,
+    /// The follower of a shared store (etcd), if the center runs on one.
+    follower: Option<JoinHandle<()>>,
     /// Fires when the writer thread has drained its queue, closed the store and
     /// released the data directory's lock (which that thread owns, so the directory
     /// is never free while SQLite still has it open, however the center ends).
@@ -99,6 +101,9 @@ impl Center {
     /// the store writer and the reaper. Needs a Tokio runtime.
     pub async fn start(config: Config) -> Result<Self> {
         config.validate()?;
+        if let Some(cluster) = &config.cluster {
+            return Self::start_shared(cluster.clone(), config).await;
+        }
         let data_dir = config.data_dir.clone();
         let cache_kib = config.sqlite_cache_kib;
         let reserve_bytes = config.disk_reserve_bytes;
@@ -116,6 +121,12 @@ impl Center {
         .await
         .map_err(|e| Error::Task(format!("store loader: {e}")))??;
         let (loaded, stored_horizons, reserve) = loaded;
+        // A store of its own: this center numbers the loaded nodes 1..n.
+        let loaded: Vec<_> = loaded
+            .into_iter()
+            .zip(1..)
+            .map(|((id, record), generation)| (id, record, generation))
+            .collect();
 
         // Taken after the store is loaded: every signature accepted by an earlier run
         // (whose nodes were just loaded) was made before it, or is in the stored
@@ -126,27 +137,73 @@ impl Center {
             horizons.restore(id, key, *last);
         }
         let count = loaded.len();
-        let skeletons = config.security.confusable_ids == crate::config::ConfusableIds::Refuse;
-        let mut state = State::load(
-            config.lease_ttl,
-            Instant::now(),
-            loaded,
-            skeletons,
-            |revision| {
-                Feed::new(
-                    revision,
-                    config.watch_history,
-                    config.watch_history_bytes,
-                    config.watch_buffer,
-                )
-            },
-        );
-        if let Some(gap) = config.expiry_guard_gap() {
-            state.guard_gaps(gap);
-        }
+        let state = loaded_state(&config, loaded, 0);
         log_start(config.data_dir.as_deref(), count, config.lease_ttl);
 
         let epoch = crate::feed::new_epoch();
+        Self::launch(
+            config,
+            Launch {
+                state,
+                epoch,
+                horizons,
+                store,
+                dir_lock,
+                reserve,
+                follow: None,
+                start_ms,
+            },
+        )
+        .await
+    }
+
+    /// Starts a center of a cluster sharing one registry in etcd: loads every node at
+    /// one revision (each with a fresh full lease), derives the epoch from the etcd
+    /// cluster id and the prefix (the same on every center, so `since=REV` resumes
+    /// anywhere), and follows the prefix from that revision.
+    async fn start_shared(cluster: crate::config::ClusterStore, config: Config) -> Result<Self> {
+        let etcd = crate::store::etcd::Etcd::connect(&cluster.etcd, &cluster.prefix).await?;
+        let loaded = etcd.load().await?;
+        let count = loaded.nodes.len();
+        let state = loaded_state(&config, loaded.nodes, loaded.revision);
+        tracing::info!(
+            etcd = %cluster.etcd.endpoints.join(","),
+            prefix = %cluster.prefix,
+            loaded = count,
+            revision = loaded.revision,
+            lease_ttl_s = config.lease_ttl.as_secs_f64(),
+            "center store on etcd; loaded nodes get a fresh lease"
+        );
+        let epoch = crate::feed::shared_epoch(loaded.cluster_id, &cluster.prefix);
+        let start_ms = crate::policy::unix_now();
+        Self::launch(
+            config,
+            Launch {
+                state,
+                epoch,
+                horizons: Horizons::new(start_ms),
+                store: Store::etcd(etcd.clone()),
+                dir_lock: None,
+                reserve: None,
+                follow: Some((etcd, loaded.revision)),
+                start_ms,
+            },
+        )
+        .await
+    }
+
+    /// Spawns the workers around a loaded state and hands out the center.
+    async fn launch(config: Config, launch: Launch) -> Result<Self> {
+        let Launch {
+            state,
+            epoch,
+            horizons,
+            store,
+            dir_lock,
+            reserve,
+            follow,
+            start_ms,
+        } = launch;
         let cursors = Cursors::new(
             epoch,
             config.discovery.max_cursors,
@@ -169,6 +226,14 @@ impl Center {
             reserve,
         )?;
         let (stop, stop_rx) = watch::channel(false);
+        let follower = follow.map(|(etcd, revision)| {
+            tokio::spawn(crate::follower::run(
+                Arc::clone(&core),
+                etcd,
+                revision,
+                stop_rx.clone(),
+            ))
+        });
         let reaper = tokio::spawn(crate::reaper::run(
             Arc::clone(&core),
             tx.downgrade(),
@@ -190,6 +255,7 @@ impl Center {
                 stop,
                 tasks: tokio::sync::Mutex::new(Some(Tasks {
                     reaper,
+                    follower,
                     writer_done,
                 })),
                 config,
@@ -732,6 +798,9 @@ impl Center {
         self.close_watchers();
         let _ = self.inner.stop.send(true);
         let reaper = tasks.reaper.await;
+        if let Some(follower) = tasks.follower {
+            let _ = follower.await;
+        }
         // Dropping the last strong sender lets the writer drain and exit.
         drop(
             self.inner
@@ -749,6 +818,50 @@ impl Center {
         tracing::info!("center stopped; store closed");
         writer
     }
+}
+
+/// The state of a center starting with `loaded` at `revision`, as `config` says.
+fn loaded_state(config: &Config, loaded: Vec<(Arc<str>, NodeRecord, u64)>, revision: u64) -> State {
+    let skeletons = config.security.confusable_ids == crate::config::ConfusableIds::Refuse;
+    let mut state = State::load(
+        config.lease_ttl,
+        Instant::now(),
+        loaded,
+        revision,
+        skeletons,
+        |revision| {
+            Feed::new(
+                revision,
+                config.watch_history,
+                config.watch_history_bytes,
+                config.watch_buffer,
+            )
+        },
+    );
+    if let Some(gap) = config.expiry_guard_gap() {
+        state.guard_gaps(gap);
+    }
+    state
+}
+
+/// What [`Center::launch`] starts the workers around.
+struct Launch {
+    /// The loaded state.
+    state: State,
+    /// The epoch revisions belong to.
+    epoch: u64,
+    /// The replay horizons, restored.
+    horizons: Horizons,
+    /// The store the writer commits to.
+    store: Store,
+    /// The data directory's lock (SQLite), handed to the writer.
+    dir_lock: Option<DirLock>,
+    /// The disk reserve (SQLite).
+    reserve: Option<DiskReserve>,
+    /// A shared store to follow, from the revision loaded.
+    follow: Option<(crate::store::etcd::Etcd, u64)>,
+    /// When the horizons' floor was taken (Unix ms).
+    start_ms: u64,
 }
 
 /// Why a filtered or paged listing has no answer.

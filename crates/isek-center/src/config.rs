@@ -20,6 +20,9 @@ pub const DEFAULT_LEASE_TTL: Duration = isek::DEFAULT_TTL;
 pub struct Config {
     /// Directory of the SQLite store; `None` keeps everything in memory (`--in-memory`).
     pub data_dir: Option<PathBuf>,
+    /// Share one registry with other centers through an etcd cluster instead
+    /// (`--store etcd`); `data_dir` must then be `None`.
+    pub cluster: Option<ClusterStore>,
     /// Lease length granted by register and renew (`--lease-ttl`).
     pub lease_ttl: Duration,
     /// Size limits on request bodies and fields.
@@ -73,6 +76,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: None,
+            cluster: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             limits: Limits::default(),
             security: Security::default(),
@@ -93,6 +97,19 @@ impl Default for Config {
         }
     }
 }
+
+/// Where a center cluster keeps its registry (`--store etcd --etcd A,B,C`).
+#[derive(Debug, Clone)]
+pub struct ClusterStore {
+    /// The etcd endpoints, TLS, credentials and request timeout.
+    pub etcd: isek::etcd::EtcdConfig,
+    /// The key prefix of this registry (`--etcd-prefix`): centers with the same
+    /// cluster and prefix serve the same nodes.
+    pub prefix: String,
+}
+
+/// The default `--etcd-prefix`.
+pub const DEFAULT_ETCD_PREFIX: &str = "/isek-center";
 
 impl Config {
     /// The silence (no request served, no reaper tick: nothing ran) after which the
@@ -136,6 +153,18 @@ impl Config {
         }
         if self.discovery.max_filter_cost == 0 {
             return Err(Error::Config("max_filter_cost must be at least 1".into()));
+        }
+        if let Some(cluster) = &self.cluster {
+            if self.data_dir.is_some() {
+                return Err(Error::Config(
+                    "a center on etcd keeps no data directory (drop --data-dir)".into(),
+                ));
+            }
+            if cluster.prefix.trim_matches('/').is_empty() {
+                return Err(Error::Config(
+                    "the etcd prefix must name a key range (e.g. /isek-center)".into(),
+                ));
+            }
         }
         if self.watch_keepalive.is_zero() {
             return Err(Error::Config(

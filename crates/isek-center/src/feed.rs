@@ -17,8 +17,9 @@
 //! lock, while changes are recorded and broadcast under that lock too; so it sees each
 //! revision after its starting point exactly once, in order, without gap.
 //!
-//! Revisions are only meaningful within one `epoch` (random per start): a client
-//! resuming with another epoch's revision is told to resync.
+//! Revisions are only meaningful within one `epoch` (random per start; for a center
+//! cluster on etcd, derived from the etcd cluster and prefix, [`shared_epoch`]): a
+//! client resuming with another epoch's revision is told to resync.
 //!
 //! Level 1: owned by `state` (the feed is appended to only by `State`'s numbered
 //! changes); frames are rendered by `render`. No HTTP, no store.
@@ -301,6 +302,20 @@ pub fn new_epoch() -> u64 {
         hasher.write_u128(t.as_nanos());
     }
     hasher.finish() & ((1 << 53) - 1)
+}
+
+/// The epoch of a registry shared by a center cluster: the same on every center of
+/// etcd cluster `cluster_id` serving `prefix` (revisions are etcd's there, valid on
+/// every center), below 2^53 like [`new_epoch`].
+pub fn shared_epoch(cluster_id: u64, prefix: &str) -> u64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(cluster_id.to_be_bytes())
+        .chain_update(prefix.trim_end_matches('/').as_bytes())
+        .finalize();
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first) & ((1 << 53) - 1)
 }
 
 /// What one watcher's stream starts with.

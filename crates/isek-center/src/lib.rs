@@ -15,10 +15,11 @@
 //!   [`metrics`] (the counters every layer records into; `http` exposes them);
 //! - level 1, state and storage: `state` (the registry state, one numbered revision
 //!   per change), `feed` (the change log), `snapshot` (the cached listing), [`store`]
-//!   (SQLite, the only user of `rusqlite`), [`dirlock`];
+//!   (SQLite, the only user of `rusqlite`, or etcd, the only user of `etcd_client`),
+//!   [`dirlock`];
 //! - level 2, the workers: [`writer`] (the single store writer with group commit; its
 //!   decisions are a pure `plan`), `reaper` (retires expired leases), `stream` (the
-//!   body of one change stream);
+//!   body of one change stream), `follower` (applies a shared store's changes);
 //! - level 3: [`center`] ([`Center`], the service and its life cycle, typed methods);
 //! - level 4: [`http`] (request parsing, [`http::Rejection`], handlers, transport,
 //!   [`app`] and [`run`]): the only place axum/hyper/tower/rustls appear; beside it
@@ -40,6 +41,7 @@ pub mod dirlock;
 pub mod encoding;
 pub mod error;
 mod feed;
+mod follower;
 pub mod http;
 pub mod lease;
 pub mod metrics;
@@ -59,8 +61,8 @@ pub mod writer;
 pub use center::{Center, QueryError};
 pub use command::{Deregister, Query, Register, Renew};
 pub use config::{
-    Config, ConfusableIds, ConnectionLimits, DEFAULT_LEASE_TTL, Discovery, Limits, Security,
-    Timeouts, TlsFiles,
+    ClusterStore, Config, ConfusableIds, ConnectionLimits, DEFAULT_LEASE_TTL, Discovery, Limits,
+    Security, Timeouts, TlsFiles,
 };
 pub use error::{Error, Result};
 pub use http::{app, run, run_announced};

@@ -19,7 +19,7 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -83,30 +83,32 @@ pub(crate) struct Gap {
 }
 
 impl State {
-    /// The state after loading `loaded` (every node gets a fresh lease and one
-    /// revision), with an empty change log starting after them; `skeletons`: keep
-    /// the look-alike index (see [`State::skeletons`]).
+    /// The state after loading `loaded` (every node with its generation, each a
+    /// revision of its own, none above `revision`; every node gets a fresh lease),
+    /// with an empty change log starting after `revision`; `skeletons`: keep the
+    /// look-alike index (see [`State::skeletons`]).
     pub fn load(
         ttl: Duration,
         now: Instant,
-        loaded: Vec<(Arc<str>, NodeRecord)>,
+        loaded: Vec<(Arc<str>, NodeRecord, u64)>,
+        revision: u64,
         skeletons: bool,
         new_feed: impl FnOnce(u64) -> Feed,
     ) -> Self {
         let mut leases = LeaseTable::new(ttl, now);
         let mut skeletons = skeletons.then(SkeletonIndex::new);
-        let mut revision = 0;
         let mut signed = 0;
         let mut postings = Postings::new();
         let mut index_broken = false;
-        for (id, record) in loaded {
-            revision += 1;
+        let mut revision = revision;
+        for (id, record, generation) in loaded {
+            revision = revision.max(generation);
             signed += usize::from(record.owner().is_some());
             if let Some(index) = &mut skeletons {
                 index.insert(&id);
             }
             index_broken |= !index(&mut postings, &id, &record);
-            leases.insert(id, record, revision, now);
+            leases.insert(id, record, generation, now);
         }
         Self {
             leases,
@@ -225,7 +227,13 @@ impl State {
     /// Registers (or replaces) `id` with a fresh lease: numbers the change, applies it
     /// and logs it; returns its revision (also the registration's generation).
     pub fn put(&mut self, id: Arc<str>, record: NodeRecord, now: Instant) -> u64 {
-        self.revision += 1;
+        self.put_at(self.revision + 1, id, record, now)
+    }
+
+    /// Registers (or replaces) `id` at `revision`, given by a store shared with other
+    /// centers (above the current one: the caller skips those it has applied).
+    pub fn put_at(&mut self, revision: u64, id: Arc<str>, record: NodeRecord, now: Instant) -> u64 {
+        self.revision = revision;
         self.signed += usize::from(record.owner().is_some());
         self.index_broken |= !index(&mut self.postings, &id, &record);
         let before = self
@@ -245,13 +253,22 @@ impl State {
 
     /// Removes `id` (a deregistration); its revision, `None` when it was not there.
     pub fn remove(&mut self, id: &str) -> Option<u64> {
+        self.remove_at(self.revision + 1, id, "deregister")
+    }
+
+    /// Removes `id` at `revision` of a shared store (`reason`: `deregister` or
+    /// `expire`), whichever registration it holds; `None` when it was not there (the
+    /// revision is then not this state's: nothing changed).
+    pub fn remove_at(&mut self, revision: u64, id: &str, reason: &str) -> Option<u64> {
         let old = self.leases.remove(id)?;
         self.signed -= usize::from(old.owner().is_some());
         if let Some(index) = &mut self.skeletons {
             index.remove(id);
         }
         self.postings.remove(id);
-        Some(self.log_delete(id, "deregister", old))
+        self.revision = revision;
+        self.feed.delete(revision, id, reason, old);
+        Some(revision)
     }
 
     /// Removes the registration `generation` of `id` that ran out; its revision,
@@ -433,6 +450,11 @@ pub(crate) struct Core {
     horizons: Horizons,
     /// What every part of the center records its figures into (`GET /metrics`).
     metrics: Arc<Metrics>,
+    /// Taken to announce, and to wait for, a revision reached by the follower of a
+    /// shared store ([`Core::applied`], [`Core::wait_applied`]).
+    applied: Mutex<()>,
+    /// Signalled by [`Core::applied`].
+    applied_signal: Condvar,
 }
 
 impl Core {
@@ -447,6 +469,35 @@ impl Core {
             watchers_closed: watch::channel(false).0,
             horizons,
             metrics: Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"))),
+            applied: Mutex::new(()),
+            applied_signal: Condvar::new(),
+        }
+    }
+
+    /// Tells the writer's [`Core::wait_applied`] that the state lock was released
+    /// after applying changes of a shared store (the revision is published then).
+    pub fn applied(&self) {
+        let _guard = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        self.applied_signal.notify_all();
+    }
+
+    /// Blocks the calling thread (the writer's: never a runtime thread) until the
+    /// published revision reaches `revision`, at most `within`; whether it did.
+    pub fn wait_applied(&self, revision: u64, within: Duration) -> bool {
+        let until = std::time::Instant::now() + within;
+        let mut guard = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if self.revision() >= revision {
+                return true;
+            }
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = match self.applied_signal.wait_timeout(guard, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
         }
     }
 
@@ -569,7 +620,7 @@ mod tests {
     fn expiring_a_replaced_generation_keeps_the_reregistration() {
         let ttl = Duration::from_secs(30);
         let t0 = Instant::now();
-        let mut state = State::load(ttl, t0, Vec::new(), true, |base| {
+        let mut state = State::load(ttl, t0, Vec::new(), 0, true, |base| {
             Feed::new(base, 16, 1 << 20, 4)
         });
         let first = state.put(Arc::from("a"), record(), t0);

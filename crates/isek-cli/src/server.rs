@@ -14,6 +14,15 @@ use isek_center::TlsFiles;
 use isek_center::{Config, ConfusableIds, ConnectionLimits, Discovery, Limits, Security, Timeouts};
 use tokio::net::TcpListener;
 
+/// `--store`: where the registry lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreArg {
+    /// SQLite in `--data-dir` (or memory with `--in-memory`).
+    Sqlite,
+    /// The etcd cluster of `--etcd`, shared with other centers.
+    Etcd,
+}
+
 /// Flags of `isek center`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CenterArgs {
@@ -26,6 +35,18 @@ pub struct CenterArgs {
     /// Keep nodes in memory only: nothing survives a restart.
     #[arg(long)]
     in_memory: bool,
+    /// Where the registry lives: `sqlite` (in --data-dir, this center alone) or
+    /// `etcd` (in the etcd cluster of --etcd, shared by every center with the same
+    /// --etcd-prefix).
+    #[arg(long, value_enum, default_value_t = StoreArg::Sqlite, conflicts_with = "in_memory")]
+    store: StoreArg,
+    /// `--store etcd`: comma-separated etcd endpoints, e.g.
+    /// http://10.0.0.1:2379,http://10.0.0.2:2379.
+    #[arg(long, value_name = "ENDPOINTS", required_if_eq("store", "etcd"))]
+    etcd: Option<String>,
+    /// `--store etcd`: the key prefix of this registry in etcd.
+    #[arg(long, value_name = "PREFIX", default_value = isek_center::config::DEFAULT_ETCD_PREFIX)]
+    etcd_prefix: String,
     /// Lease length in seconds granted by register and renew (fractions allowed).
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
     lease_ttl: Duration,
@@ -263,7 +284,15 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let data_dir = (!args.in_memory).then_some(args.data_dir);
+    let cluster = match (args.store, &args.etcd) {
+        (StoreArg::Etcd, Some(endpoints)) => Some(isek_center::ClusterStore {
+            etcd: isek::etcd::EtcdConfig::from_endpoint_list(endpoints)?,
+            prefix: args.etcd_prefix.clone(),
+        }),
+        (StoreArg::Etcd, None) => anyhow::bail!("--store etcd needs --etcd ENDPOINTS"),
+        (StoreArg::Sqlite, _) => None,
+    };
+    let data_dir = (!args.in_memory && cluster.is_none()).then_some(args.data_dir);
     if let Some(dir) = &data_dir {
         // Fail before announcing the address when the store cannot live there.
         std::fs::create_dir_all(dir)
@@ -271,6 +300,7 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
     }
     let config = Config {
         data_dir: data_dir.clone(),
+        cluster,
         lease_ttl: args.lease_ttl,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,

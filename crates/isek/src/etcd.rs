@@ -167,6 +167,25 @@ impl EtcdConfig {
         self
     }
 
+    /// Connects a client to these endpoints with these settings (TLS, credentials,
+    /// timeouts, keep-alive pings), within `timeout`: for programs that speak to etcd
+    /// themselves, such as a center cluster's store.
+    pub async fn connect_client(&self) -> Result<Client> {
+        if self.endpoints.is_empty() {
+            return Err(Error::InvalidArgument("no etcd endpoint given".into()));
+        }
+        let label = self.endpoints.join(",");
+        let connect = Client::connect(self.endpoints.clone(), Some(self.connect_options()));
+        match tokio::time::timeout(self.timeout, connect).await {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(map_etcd_error(&label, "connect", e)),
+            Err(_) => Err(Error::Unavailable(format!(
+                "etcd at {label}: no connection within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
     /// The etcd-client connection options these settings amount to.
     fn connect_options(&self) -> ConnectOptions {
         let mut options = ConnectOptions::new()
@@ -303,21 +322,7 @@ impl fmt::Debug for EtcdRegistry {
 impl EtcdRegistry {
     /// Connects to the endpoints of `config` and acts for `identity`.
     pub async fn connect(config: EtcdConfig, identity: NodeIdentity) -> Result<Self> {
-        if config.endpoints.is_empty() {
-            return Err(Error::InvalidArgument("no etcd endpoint given".into()));
-        }
-        let label = config.endpoints.join(",");
-        let connect = Client::connect(config.endpoints.clone(), Some(config.connect_options()));
-        let client = match tokio::time::timeout(config.timeout, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(map_etcd_error(&label, "connect", e)),
-            Err(_) => {
-                return Err(Error::Unavailable(format!(
-                    "etcd at {label}: no connection within {:?}",
-                    config.timeout
-                )));
-            }
-        };
+        let client = config.connect_client().await?;
         Self::from_client(client, identity, &config)
     }
 

@@ -1,5 +1,6 @@
 //! [`Store`]: where registrations outlive the process, behind one seam: SQLite on
-//! this center's disk (the default), or nowhere (`--in-memory`).
+//! this center's disk (the default), nowhere (`--in-memory`), or an etcd cluster
+//! shared with other centers (`--store etcd`, [`etcd`]).
 //!
 //! The writer hands a batch of [`StoreOp`]s to [`Store::commit`] without knowing
 //! which store it talks to, and learns per op what became of it ([`Outcome`]). The
@@ -11,7 +12,8 @@
 //! holds that registration, so a decision taken on a stale view is never committed.
 //!
 //! Level 1, and the only module that knows a storage engine: `rusqlite` appears only
-//! in [`sqlite`] (its errors leave as [`Error::Store`]).
+//! in [`sqlite`], `etcd_client` only in [`etcd`] (their errors leave as
+//! [`crate::error::Error::Store`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use isek::identity::PublicKey;
 use crate::error::Result;
 use crate::record::NodeRecord;
 
+pub mod etcd;
 mod sqlite;
 
 pub use sqlite::DB_FILE;
@@ -45,6 +48,13 @@ pub enum StoreOp<'a> {
         /// The generation of the registration this removes, as the table holds it.
         expect: Option<u64>,
     },
+    /// Remove the registration `generation` of a node, whose lease ran out.
+    Expire {
+        /// The node id.
+        id: &'a str,
+        /// The generation that ran out.
+        generation: u64,
+    },
     /// Raise the replay horizon of `id` and `key` to `last_ms` (never lowers it).
     Horizon {
         /// The node id.
@@ -67,6 +77,14 @@ pub enum Outcome {
     /// Written, durably; the center numbers the change and applies it itself (a
     /// store of its own: nothing else writes to it).
     Local,
+    /// Committed by a shared store at this revision; the center applies it when its
+    /// follower reaches that revision (with every other center's changes, in order).
+    At(u64),
+    /// Not written: the shared store's copy of the node is no longer the one the
+    /// center expected (another center changed it); the store's revision then.
+    Conflict(u64),
+    /// Not written: this op failed alone (timeout, a refused request).
+    Failed,
 }
 
 /// The durable side of the registry.
@@ -83,6 +101,8 @@ enum Backend {
     Sqlite(sqlite::Sqlite),
     /// Nothing on disk: commits succeed immediately.
     Memory,
+    /// An etcd cluster shared with other centers.
+    Etcd(Box<etcd::Etcd>),
 }
 
 impl Store {
@@ -95,12 +115,26 @@ impl Store {
         Ok(Self { backend })
     }
 
+    /// The store shared through `etcd` (see [`etcd`]).
+    pub fn etcd(etcd: etcd::Etcd) -> Self {
+        Self {
+            backend: Backend::Etcd(Box::new(etcd)),
+        }
+    }
+
+    /// Whether other centers write to this store too: the writer then plans each
+    /// batch with at most one op per node (an op's `expect` must name a committed
+    /// generation) and applies nothing itself.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Etcd(_))
+    }
+
     /// Every stored node. Rows that cannot be valid (bad port, metadata that is not
     /// a JSON object) are skipped with a warning rather than served.
     pub fn load(&self) -> Result<Vec<(Arc<str>, NodeRecord)>> {
         match &self.backend {
             Backend::Sqlite(db) => db.load(),
-            Backend::Memory => Ok(Vec::new()),
+            Backend::Memory | Backend::Etcd(_) => Ok(Vec::new()),
         }
     }
 
@@ -109,7 +143,7 @@ impl Store {
     pub fn load_horizons(&self, oldest: u64) -> Result<Vec<(String, PublicKey, u64)>> {
         match &self.backend {
             Backend::Sqlite(db) => db.load_horizons(oldest),
-            Backend::Memory => Ok(Vec::new()),
+            Backend::Memory | Backend::Etcd(_) => Ok(Vec::new()),
         }
     }
 
@@ -117,7 +151,7 @@ impl Store {
     pub fn close(self) -> Result<()> {
         match self.backend {
             Backend::Sqlite(db) => db.close(),
-            Backend::Memory => Ok(()),
+            Backend::Memory | Backend::Etcd(_) => Ok(()),
         }
     }
 
@@ -126,6 +160,7 @@ impl Store {
         match &mut self.backend {
             Backend::Sqlite(db) => db.probe(),
             Backend::Memory => Ok(()),
+            Backend::Etcd(etcd) => etcd.probe(),
         }
     }
 
@@ -135,6 +170,7 @@ impl Store {
         match &mut self.backend {
             Backend::Sqlite(db) => db.commit(ops)?,
             Backend::Memory => {}
+            Backend::Etcd(etcd) => return etcd.commit(ops),
         }
         Ok(vec![Outcome::Local; ops.len()])
     }

@@ -244,7 +244,7 @@ impl Sqlite {
                             owner.and_then(|o| o.token_hash()).map(|h| h.as_slice()),
                         ])?;
                     }
-                    StoreOp::Delete { id, .. } => {
+                    StoreOp::Delete { id, .. } | StoreOp::Expire { id, .. } => {
                         delete.execute(params![id])?;
                     }
                     StoreOp::Horizon { id, key, last_ms } => {

@@ -11,11 +11,19 @@
 //! like its operations run one by one in queue order. Expiry deletes only remove the
 //! generation that ran out: a re-registration that happened meanwhile survives.
 //!
+//! With a store shared by several centers (etcd), the writer applies nothing itself:
+//! each op is committed at its own revision ([`Outcome::At`]), the follower applies
+//! every center's changes in revision order, and the writer answers once the
+//! follower has reached the batch's last revision. An op whose node another center
+//! changed since this center's view ([`Outcome::Conflict`]) is refused with
+//! [`WriteError::Unavailable`], to be retried on a fresh view.
+//!
 //! Level 2: the decisions are the pure `plan`; this module adds the thread, the
 //! store commit and the application to `state`. It answers with
 //! [`WriteError`]s and [`crate::policy::Refusal`]s, never HTTP statuses.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use isek::identity::PublicKey;
 use isek::wire::proof::TIMESTAMP_WINDOW_MS;
@@ -50,7 +58,9 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("isek-store-writer".into())
         .spawn(move || {
+            let shared = store.is_shared();
             let mut writer = Writer {
+                shared,
                 store,
                 core,
                 max_batch: max_batch.max(1),
@@ -70,8 +80,14 @@ pub(crate) fn spawn(
     Ok(done_rx)
 }
 
+/// Longest a shared store's commit waits for the follower to apply it before the
+/// writer answers anyway (the write is committed; this center's view lags).
+const APPLY_WAIT: Duration = Duration::from_secs(5);
+
 /// The writer thread's state.
 struct Writer {
+    /// Whether the store is shared with other centers (see the module doc).
+    shared: bool,
     /// The store it alone touches.
     store: Store,
     /// The registry core it applies commits to.
@@ -120,9 +136,9 @@ fn store_ops(plans: &[Plan]) -> (Vec<StoreOp<'_>>, Vec<usize>) {
                 });
                 ops.extend(horizon_op(id, horizon.as_ref()));
             }
-            Plan::Expire { id, generation } => ops.push(StoreOp::Delete {
+            Plan::Expire { id, generation } => ops.push(StoreOp::Expire {
                 id,
-                expect: Some(*generation),
+                generation: *generation,
             }),
             Plan::Horizon { id, key, timestamp } => {
                 ops.extend(horizon_op(id, Some(&(key.clone(), *timestamp))));
@@ -156,7 +172,24 @@ impl Writer {
     fn run(&mut self, mut rx: mpsc::Receiver<WriteOp>) {
         let mut batch = Vec::new();
         let mut probes = Vec::new();
-        while let Some(first) = rx.blocking_recv() {
+        let mut deferred: Vec<WriteOp> = Vec::new();
+        loop {
+            let first = if deferred.is_empty() {
+                match rx.blocking_recv() {
+                    Some(op) => op,
+                    None => break,
+                }
+            } else {
+                // Ops handed back by the last plan go first, in their order.
+                batch.append(&mut deferred);
+                match rx.try_recv() {
+                    Ok(op) => op,
+                    Err(_) => {
+                        deferred = self.process(std::mem::take(&mut batch));
+                        continue;
+                    }
+                }
+            };
             let mut next = Some(first);
             while let Some(op) = next.take() {
                 match op {
@@ -167,7 +200,7 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            self.process(std::mem::take(&mut batch));
+            deferred = self.process(std::mem::take(&mut batch));
             if !probes.is_empty() {
                 let probed = self
                     .store
@@ -180,11 +213,12 @@ impl Writer {
         }
     }
 
-    /// Decides, commits, applies and answers one batch.
-    fn process(&mut self, batch: Vec<WriteOp>) {
-        let plans = self.decide(batch);
+    /// Decides, commits, applies and answers one batch; returns the ops `plan`
+    /// handed back for the next one.
+    fn process(&mut self, batch: Vec<WriteOp>) -> Vec<WriteOp> {
+        let (plans, deferred) = self.decide(batch);
         if plans.is_empty() {
-            return;
+            return deferred;
         }
         let (mut ops, firsts) = store_ops(&plans);
         // About once per window, stored horizons too old to refuse anything go, in a
@@ -216,6 +250,7 @@ impl Writer {
             }
             Err(e) => self.retry_deletes(plans, &e),
         }
+        deferred
     }
 
     /// After a failed commit (the disk full, say): releases the disk reserve and
@@ -251,7 +286,7 @@ impl Writer {
     }
 
     /// Turns requests into plans, answering at once those that change nothing.
-    fn decide(&self, batch: Vec<WriteOp>) -> Vec<Plan> {
+    fn decide(&self, batch: Vec<WriteOp>) -> (Vec<Plan>, Vec<WriteOp>) {
         let now = Instant::now();
         let state = self.core.lock();
         plan(
@@ -259,12 +294,56 @@ impl Writer {
             state.leases(),
             state.skeletons(),
             self.max_nodes,
+            self.shared,
             now,
         )
     }
 
+    /// Answers the plans a shared store committed, refused or failed, once the
+    /// follower has applied the last committed revision (or [`APPLY_WAIT`] passed).
+    fn answer_shared(&self, plans: Vec<(Plan, Outcome)>) {
+        let mut last = 0;
+        let mut answers: Vec<Box<dyn FnOnce()>> = Vec::with_capacity(plans.len());
+        for (plan, outcome) in plans {
+            let refusal = match outcome {
+                Outcome::At(revision) => {
+                    last = last.max(revision);
+                    None
+                }
+                Outcome::Local => None,
+                Outcome::Conflict(_) => Some(WriteError::Unavailable(
+                    "the node changed on another center meanwhile; retry".to_owned(),
+                )),
+                Outcome::Failed => Some(WriteError::Unavailable(
+                    "the shared store did not commit the change; retry".to_owned(),
+                )),
+            };
+            match plan {
+                Plan::Put { reply, .. } => answers.push(Box::new(move || {
+                    let _ = reply.send(refusal.map_or(Ok(()), Err));
+                })),
+                Plan::Delete { reply, .. } => answers.push(Box::new(move || {
+                    let _ = reply.send(refusal.map_or(Ok(true), Err));
+                })),
+                Plan::Expire { .. } | Plan::Horizon { .. } => {}
+            }
+        }
+        if last > 0 && !self.core.wait_applied(last, APPLY_WAIT) {
+            tracing::warn!(
+                revision = last,
+                "committed, but this center's view has not reached it yet"
+            );
+        }
+        for answer in answers {
+            answer();
+        }
+    }
+
     /// Applies committed plans to the table in order, then answers the waiters.
     fn apply(&self, plans: Vec<(Plan, Outcome)>) {
+        if self.shared {
+            return self.answer_shared(plans);
+        }
         let now = Instant::now();
         let mut put_replies = Vec::new();
         let mut delete_replies = Vec::new();
@@ -272,9 +351,8 @@ impl Writer {
         {
             let mut state = self.core.lock();
             let before = state.leases().next_deadline();
-            for (plan, outcome) in plans {
+            for (plan, _) in plans {
                 // A store of the center's own: its table numbers and applies the change.
-                let Outcome::Local = outcome;
                 match plan {
                     Plan::Put {
                         id, record, reply, ..
@@ -336,6 +414,9 @@ impl Writer {
                 Plan::Delete { reply, .. } => {
                     let _ = reply.send(Err(WriteError::Unavailable(message.clone())));
                 }
+                // A shared store still holds the node: leave the table to its
+                // follower (the lease stays invisible here).
+                Plan::Expire { .. } if self.shared => {}
                 Plan::Expire { id, generation } => {
                     expiries += usize::from(state.expire(&id, generation).is_some());
                 }

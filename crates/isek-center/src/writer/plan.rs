@@ -130,6 +130,9 @@ pub(crate) enum Plan {
 /// Decides a batch against `leases` (the table before it) and the earlier operations
 /// of the same batch, as if they ran one by one in queue order: the plans to commit,
 /// in order. Requests that change nothing (refused, not live) are answered at once.
+/// With `distinct` (a store shared with other centers, where an op's `expect` must
+/// name a committed generation), a register or deregister of a node already changed
+/// earlier in the batch is not planned but handed back, in order, for the next batch.
 /// Pure apart from those answers.
 #[allow(clippy::too_many_lines)]
 pub(crate) fn plan(
@@ -137,8 +140,10 @@ pub(crate) fn plan(
     leases: &LeaseTable<NodeRecord>,
     skeletons: Option<&SkeletonIndex>,
     max_nodes: Option<usize>,
+    distinct: bool,
     now: Instant,
-) -> Vec<Plan> {
+) -> (Vec<Plan>, Vec<WriteOp>) {
+    let mut deferred = Vec::new();
     // Ids changed earlier in this batch: whether they are live after that change.
     let mut touched: HashMap<Arc<str>, bool> = HashMap::new();
     // Owners of ids put earlier in this batch (ownership checks see them).
@@ -154,6 +159,13 @@ pub(crate) fn plan(
     let mut count = leases.len();
     let mut plans = Vec::with_capacity(batch.len());
     for op in batch {
+        if distinct
+            && let WriteOp::Put { id, .. } | WriteOp::Delete { id, .. } = &op
+            && touched.contains_key(id)
+        {
+            deferred.push(op);
+            continue;
+        }
         match op {
             WriteOp::Put {
                 id,
@@ -299,7 +311,7 @@ pub(crate) fn plan(
             }
         }
     }
-    plans
+    (plans, deferred)
 }
 
 #[cfg(test)]
@@ -375,11 +387,12 @@ mod tests {
                 generation: 1,
             }],
         };
-        let plans = plan(
+        let (plans, _) = plan(
             vec![p1, d1, d2, p2, expire_old, late_expiry],
             &leases,
             None,
             None,
+            false,
             t0,
         );
         assert_eq!(kinds(&plans), ["put a", "delete a", "put old"]);
@@ -409,11 +422,12 @@ mod tests {
         assert_eq!(expired.len(), 2, "both leases ran out: {expired:?}");
         // "a" registered again in an earlier batch, before the expiry was planned.
         leases.insert(Arc::from("a"), record(), 3, ran_out);
-        let plans = plan(
+        let (plans, _) = plan(
             vec![WriteOp::Expire { expired }],
             &leases,
             None,
             None,
+            false,
             ran_out,
         );
         assert_eq!(
@@ -435,7 +449,7 @@ mod tests {
         let (hijack, mut refused) = put("owned", record(), Guard::Key(other));
         let (full, mut too_many) = put("new", record(), Guard::Unsigned);
         let (again, _ok) = put("owned", owned, Guard::Key(owner_key));
-        let plans = plan(vec![hijack, full, again], &leases, None, Some(1), t0);
+        let (plans, _) = plan(vec![hijack, full, again], &leases, None, Some(1), false, t0);
         assert_eq!(kinds(&plans), ["put owned"]);
         let refusal = |r: Result<Result<(), WriteError>, _>| match r {
             Ok(Err(WriteError::Refused(refusal))) => Some(refusal.kind),
@@ -457,11 +471,12 @@ mod tests {
         let (first, _ok) = put("node-1", record(), Guard::Unsigned);
         let (second, mut refused_too) = put("node-l", record(), Guard::Unsigned);
         let (again, _ok_again) = put("paypal", record(), Guard::Unsigned);
-        let plans = plan(
+        let (plans, _) = plan(
             vec![fake, first, second, again],
             &leases,
             Some(&index),
             None,
+            false,
             t0,
         );
         assert_eq!(kinds(&plans), ["put node-1", "put paypal"]);
@@ -471,5 +486,35 @@ mod tests {
                 "{answer:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_shared_store_gets_one_op_per_node_and_its_generation() {
+        let t0 = Instant::now();
+        let mut leases = LeaseTable::new(Duration::from_secs(30), t0);
+        leases.insert(Arc::from("old"), record(), 7, t0);
+        let (p1, _a1) = put("a", record(), Guard::Unsigned);
+        let (d1, _a2) = delete("a", Guard::Unsigned);
+        let (p2, _a3) = put("old", record(), Guard::Unsigned);
+        let (p3, _a4) = put("a", record(), Guard::Unsigned);
+        let (plans, deferred) = plan(vec![p1, d1, p2, p3], &leases, None, None, true, t0);
+        assert_eq!(kinds(&plans), ["put a", "put old"]);
+        let expects: Vec<_> = plans
+            .iter()
+            .map(|p| match p {
+                Plan::Put { expect, .. } | Plan::Delete { expect, .. } => *expect,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(expects, [None, Some(7)], "the generation the table holds");
+        let kinds_of_deferred: Vec<_> = deferred
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put { id, .. } => format!("put {id}"),
+                WriteOp::Delete { id, .. } => format!("delete {id}"),
+                _ => "other".to_owned(),
+            })
+            .collect();
+        assert_eq!(kinds_of_deferred, ["delete a", "put a"], "in queue order");
     }
 }

@@ -3,6 +3,7 @@
 //! - [`center`]: the Isek Center HTTP protocol (`{code, data, message}` envelopes,
 //!   request bodies, the `available_nodes` listing), exactly as the original Python
 //!   center speaks it, plus our extensions.
+//! - [`cluster`]: what centers sharing one etcd cluster store there.
 //! - [`etcd`]: the value ISEK stores under `/{parent}/{node_id}` in etcd.
 //! - [`proof`]: signed registrations, lease tokens and signed operations (center security).
 //!
@@ -10,5 +11,6 @@
 //! stored in etcd; servers and clients both import from here, so they cannot drift.
 
 pub mod center;
+pub mod cluster;
 pub mod etcd;
 pub mod proof;

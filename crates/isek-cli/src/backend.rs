@@ -22,8 +22,9 @@ const DEFAULT_CENTER: &str = "http://127.0.0.1:8088";
 #[derive(Debug, Clone, clap::Args)]
 #[command(group(clap::ArgGroup::new("registry").args(["center", "etcd"]).multiple(false)))]
 pub struct BackendArgs {
-    /// Base URL of the Isek Center, ours or the original Python one (default:
-    /// $ISEK_CENTER, else http://127.0.0.1:8088).
+    /// Base URL of the Isek Center, ours or the original Python one, or several
+    /// comma-separated centers of one registry, tried in turn when one is unavailable
+    /// (default: $ISEK_CENTER, else http://127.0.0.1:8088).
     #[arg(long, value_name = "URL")]
     pub center: Option<String>,
     /// Center only: PEM file of a CA to trust for an https:// center (e.g. its
@@ -73,7 +74,9 @@ impl BackendArgs {
             .clone()
             .or_else(|| env_var(CENTER_ENV))
             .unwrap_or_else(|| DEFAULT_CENTER.to_owned());
-        let mut config = CenterConfig::new(&url);
+        let mut urls = url.split(',').map(str::trim).filter(|u| !u.is_empty());
+        let mut config = CenterConfig::new(urls.next().unwrap_or(DEFAULT_CENTER));
+        config.fallback_urls = urls.map(str::to_owned).collect();
         config.ca_file = self.ca_file.clone();
         let mut client = IsekCenterRegistry::with_config(config)
             .with_context(|| format!("cannot use center '{url}'"))?;

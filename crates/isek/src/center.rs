@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +30,10 @@ use crate::{Error, Metadata, NodeInfo, Registry, Result};
 pub struct CenterConfig {
     /// Base URL, e.g. `http://127.0.0.1:8088` (a trailing `/` is ignored).
     pub url: String,
+    /// Further centers of the same registry, tried in turn when the current one is
+    /// [`Error::Unavailable`] (refused connection, timeout, 502/503/504/429); the change
+    /// stream resumes on them too.
+    pub fallback_urls: Vec<String>,
     /// Timeout of register, deregister and list calls (original: 10 s).
     pub timeout: Duration,
     /// Timeout of renew calls (original: 5 s), shorter so a heartbeat fails fast.
@@ -45,6 +50,7 @@ impl CenterConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            fallback_urls: Vec::new(),
             timeout: Duration::from_secs(10),
             renew_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
@@ -58,6 +64,10 @@ impl CenterConfig {
 pub struct IsekCenterRegistry {
     /// Timeouts and the base URL without its trailing slash.
     config: CenterConfig,
+    /// Every center's base URL (the first is `config.url`), without trailing slashes.
+    urls: Arc<[String]>,
+    /// Index in `urls` of the center that answered last; shared by clones.
+    current: Arc<AtomicUsize>,
     /// Shared connection pool; cloning the registry shares it.
     http: reqwest::Client,
     /// The identity registrations are signed with and the lease tokens received
@@ -73,14 +83,17 @@ impl IsekCenterRegistry {
 
     /// A client with explicit timeouts.
     pub fn with_config(mut config: CenterConfig) -> Result<Self> {
-        let trimmed = config.url.trim_end_matches('/').to_owned();
-        if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
-            return Err(Error::InvalidArgument(format!(
-                "center URL '{}' must start with http:// or https://",
-                config.url
-            )));
+        let mut urls = Vec::new();
+        for url in std::iter::once(&config.url).chain(&config.fallback_urls) {
+            let trimmed = url.trim_end_matches('/').to_owned();
+            if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+                return Err(Error::InvalidArgument(format!(
+                    "center URL '{url}' must start with http:// or https://"
+                )));
+            }
+            urls.push(trimmed);
         }
-        config.url = trimmed;
+        config.url = urls.first().cloned().unwrap_or_default();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             // Below the center's 30 s idle cut (its header-read timeout), so a pooled
@@ -108,6 +121,8 @@ impl IsekCenterRegistry {
             .map_err(|e| Error::Backend(format!("cannot build HTTP client: {e}")))?;
         Ok(Self {
             config,
+            urls: urls.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             http,
             credentials: Arc::new(Credentials::default()),
         })
@@ -129,19 +144,53 @@ impl IsekCenterRegistry {
     /// Deregisters any node with the operator's admin token
     /// (`Authorization: Bearer`), whoever owns it.
     pub async fn admin_deregister(&self, node_id: &str, admin_token: &str) -> Result<()> {
-        let url = format!("{}{}", self.config.url, DEREGISTER_PATH);
         let body = ProofRequest {
             node_id: node_id.to_owned(),
             ..ProofRequest::default()
         };
-        let request = self
-            .http
-            .post(&url)
-            .bearer_auth(admin_token.trim())
-            .json(&body)
-            .timeout(self.config.timeout);
-        let _: Envelope<serde_json::Value> = self.send(&url, request).await?;
-        Ok(())
+        self.failover(|base| {
+            let url = format!("{base}{DEREGISTER_PATH}");
+            let request = self
+                .http
+                .post(&url)
+                .bearer_auth(admin_token.trim())
+                .json(&body)
+                .timeout(self.config.timeout);
+            async move {
+                let _: Envelope<serde_json::Value> = self.send(&url, request).await?;
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    /// Runs `call` against the current center, and on [`Error::Unavailable`] against
+    /// each other one in turn (once each); the first that answers becomes current.
+    async fn failover<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let count = self.urls.len().max(1);
+        let start = self.current.load(Ordering::Relaxed) % count;
+        let mut last = None;
+        for step in 0..count {
+            let index = (start + step) % count;
+            let base = self.urls.get(index).cloned().unwrap_or_default();
+            match call(base).await {
+                Err(Error::Unavailable(message)) => {
+                    if count > 1 {
+                        tracing::info!(center = %self.urls.get(index).map_or("", |u| u.as_str()), %message, "center unavailable; trying the next");
+                    }
+                    last = Some(Error::Unavailable(message));
+                }
+                other => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return other;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Unavailable("no center configured".into())))
     }
 
     /// A renew or deregister: token first; when the proof is refused and an identity
@@ -165,9 +214,18 @@ impl IsekCenterRegistry {
         }
     }
 
-    /// The base URL this client talks to.
+    /// The base URL this client talks to (with several centers: the one that
+    /// answered last).
     pub fn url(&self) -> &str {
-        &self.config.url
+        let index = self.current.load(Ordering::Relaxed);
+        self.urls
+            .get(index)
+            .map_or(&self.config.url, |u| u.as_str())
+    }
+
+    /// Every center this client may talk to, in the order given.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
     }
 
     /// POSTs `body` as JSON to `path` and decodes the envelope.
@@ -177,10 +235,15 @@ impl IsekCenterRegistry {
         body: &B,
         timeout: Duration,
     ) -> Result<serde_json::Value> {
-        let url = format!("{}{}", self.config.url, path);
-        let request = self.http.post(&url).json(body).timeout(timeout);
-        let envelope: Envelope<serde_json::Value> = self.send(&url, request).await?;
-        Ok(envelope.data)
+        self.failover(|base| {
+            let url = format!("{base}{path}");
+            let request = self.http.post(&url).json(body).timeout(timeout);
+            async move {
+                let envelope: Envelope<serde_json::Value> = self.send(&url, request).await?;
+                Ok(envelope.data)
+            }
+        })
+        .await
     }
 
     /// Sends a request, maps transport failures and non-200 envelopes to [`Error`].
@@ -194,9 +257,9 @@ impl IsekCenterRegistry {
     }
 
     /// The `GET /v1/nodes` URL of `query`, its parameters URL-encoded.
-    fn query_url(&self, query: &Query) -> Result<reqwest::Url> {
-        let mut url = reqwest::Url::parse(&format!("{}{NODES_PATH}", self.config.url))
-            .map_err(|e| Error::InvalidArgument(format!("center URL {}: {e}", self.config.url)))?;
+    fn query_url(base: &str, query: &Query) -> Result<reqwest::Url> {
+        let mut url = reqwest::Url::parse(&format!("{base}{NODES_PATH}"))
+            .map_err(|e| Error::InvalidArgument(format!("center URL {base}: {e}")))?;
         {
             let mut pairs = url.query_pairs_mut();
             if let Some(filter) = &query.filter {
@@ -324,9 +387,13 @@ impl Registry for IsekCenterRegistry {
     }
 
     async fn get_available_nodes(&self) -> Result<BTreeMap<String, NodeInfo>> {
-        let url = format!("{}{}", self.config.url, AVAILABLE_NODES_PATH);
-        let request = self.http.get(&url).timeout(self.config.timeout);
-        let envelope: Envelope<AvailableNodes> = self.send(&url, request).await?;
+        let envelope: Envelope<AvailableNodes> = self
+            .failover(|base| {
+                let url = format!("{base}{AVAILABLE_NODES_PATH}");
+                let request = self.http.get(&url).timeout(self.config.timeout);
+                async move { self.send(&url, request).await }
+            })
+            .await?;
         let mut nodes = BTreeMap::new();
         for (id, raw) in envelope.data.available_nodes {
             match serde_json::from_value::<ListedNode>(raw) {
@@ -349,10 +416,20 @@ impl Registry for IsekCenterRegistry {
     /// [`Error::NotFound`]; a filter the center refuses is [`Error::InvalidArgument`]
     /// naming its line and column.
     async fn query(&self, query: &Query) -> Result<Page> {
-        let url = self.query_url(query)?;
-        let shown = url.to_string();
-        let request = self.http.get(url).timeout(self.config.timeout);
-        let (status, bytes) = exchange(&shown, request).await?;
+        let (shown, status, bytes) = self
+            .failover(|base| async move {
+                let url = Self::query_url(&base, query)?;
+                let shown = url.to_string();
+                let request = self.http.get(url).timeout(self.config.timeout);
+                let (status, bytes) = exchange(&shown, request).await?;
+                if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
+                    return Err(Error::Unavailable(format!(
+                        "{shown} answered HTTP {status}"
+                    )));
+                }
+                Ok((shown, status, bytes))
+            })
+            .await?;
         match status.as_u16() {
             404 => {
                 let nodes = self.get_available_nodes().await?;
@@ -387,7 +464,8 @@ impl Registry for IsekCenterRegistry {
     async fn watch_nodes(&self) -> Result<Option<crate::NodeEventStream>> {
         crate::changefeed::open(
             self.http.clone(),
-            self.config.url.clone(),
+            self.urls.to_vec(),
+            self.current.load(Ordering::Relaxed),
             self.config.timeout,
         )
         .await

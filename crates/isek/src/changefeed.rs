@@ -56,18 +56,29 @@ const MAX_EVENT_BYTES: usize = 1 << 30;
 /// headers, not the stream's life.
 pub(crate) async fn open(
     http: reqwest::Client,
-    base: String,
+    bases: Vec<String>,
+    current: usize,
     timeout: Duration,
 ) -> Result<Option<NodeEventStream>> {
-    let feed = Feed {
+    let mut feed = Feed {
         http,
-        base,
+        bases,
+        at: current,
         timeout,
         position: None,
         epoch: None,
         silence: INITIAL_SILENCE,
     };
-    let response = match feed.connect().await? {
+    let mut first = feed.connect().await;
+    // Several centers: an unreachable one hands over to the next, once each.
+    for _ in 1..feed.bases.len() {
+        if !matches!(first, Err(Error::Unavailable(_))) {
+            break;
+        }
+        feed.rotate();
+        first = feed.connect().await;
+    }
+    let response = match first? {
         Connected::Stream(response) => response,
         Connected::Missing => return Ok(None),
         Connected::Gone(message) => {
@@ -97,8 +108,10 @@ struct Position {
 struct Feed {
     /// Shared connection pool of the registry.
     http: reqwest::Client,
-    /// Base URL of the center.
-    base: String,
+    /// Base URLs of the centers of one registry (at least one).
+    bases: Vec<String>,
+    /// Index in `bases` of the center the stream reads from.
+    at: usize,
     /// Bound on connecting and on the answer's headers.
     timeout: Duration,
     /// Last delivered position; `None` until the first snapshot or after a resync.
@@ -139,14 +152,33 @@ struct SseEvent {
 }
 
 impl Feed {
+    /// The base URL of the current center.
+    fn base(&self) -> &str {
+        self.bases
+            .get(self.at % self.bases.len().max(1))
+            .map_or("", String::as_str)
+    }
+
+    /// Moves to the next center (after the current one was unavailable); the position
+    /// is kept, so the stream resumes there with `since`/`epoch` (a center of another
+    /// epoch or without the history answers 410 or another hello: a fresh snapshot).
+    fn rotate(&mut self) {
+        if self.bases.len() > 1 {
+            self.at = (self.at + 1) % self.bases.len();
+            tracing::info!(center = %self.base(), "change stream moves to another center");
+        }
+    }
+
     /// The watch URL for the current position.
     fn url(&self) -> String {
         match self.position {
             Some(p) => format!(
                 "{}{WATCH_PATH}?since={}&epoch={}",
-                self.base, p.revision, p.epoch
+                self.base(),
+                p.revision,
+                p.epoch
             ),
-            None => format!("{}{WATCH_PATH}", self.base),
+            None => format!("{}{WATCH_PATH}", self.base()),
         }
     }
 
@@ -248,7 +280,12 @@ impl Feed {
                     );
                     break;
                 }
-                Err(e) => last_error = e,
+                Err(e) => {
+                    if matches!(e, Error::Unavailable(_)) {
+                        self.rotate();
+                    }
+                    last_error = e;
+                }
             }
         }
         let _ = tx.send(Err(last_error)).await;

@@ -46,17 +46,29 @@ pub struct WatchArgs {
     /// (fractions allowed).
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = crate::server::parse_seconds)]
     poll_interval: Duration,
+    /// Only the nodes this CEL expression matches (evaluated here on every entry, on
+    /// every backend): a node that stops matching is printed as a leave (`-`), one that
+    /// starts matching as a join (`+`).
+    #[arg(long, value_name = "EXPR")]
+    filter: Option<String>,
 }
 
 /// Follows the registry and prints changes until SIGINT or SIGTERM.
 pub async fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let shutdown = crate::server::shutdown_signal()?;
     let mut shutdown = std::pin::pin!(shutdown);
+    let filter = args
+        .filter
+        .as_deref()
+        .map(isek::Filter::compile)
+        .transpose()
+        .context("invalid --filter")?;
     let registry: Arc<dyn Registry> = Arc::from(args.backend.connect().await?);
     let config = PeerViewConfig {
         poll_interval: args.poll_interval,
         // Nobody to leave out: a watcher is not a node.
         exclude: None,
+        filter,
         ..PeerViewConfig::default()
     };
     let view = PeerView::start(registry, config);

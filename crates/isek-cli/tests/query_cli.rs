@@ -111,3 +111,44 @@ async fn nodes_filter_on_etcd_is_evaluated_by_the_client() {
     args.extend(["--filter", PLANNERS, "--limit", "2", "--json"]);
     assert_eq!(ids(&success(&isek(&args))), ["a", "c"]);
 }
+
+#[test]
+fn watch_filter_prints_only_matching_nodes() {
+    use harness::fault::Proc;
+    let center = CenterProcess::start(&["--in-memory"]);
+    let url = center.url.clone();
+    let mut watch = Proc::spawn(
+        "watch",
+        &[
+            "watch",
+            "--center",
+            &url,
+            "--filter",
+            r#"metadata.role == "planner""#,
+        ],
+    );
+    watch.line("live", |l| l.starts_with("# live"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = IsekCenterRegistry::new(&url).unwrap();
+        for (id, role) in [("w", "worker"), ("p", "planner")] {
+            let Value::Object(metadata) = json!({ "role": role }) else {
+                unreachable!()
+            };
+            client
+                .register_node(id, "127.0.0.1", 9400, metadata)
+                .await
+                .unwrap();
+        }
+    });
+    let line = watch.line("a join", |l| l.starts_with("+ "));
+    assert_eq!(line.text, "+ p 127.0.0.1:9400", "{}", watch.transcript());
+    let line = failure(&isek(&["watch", "--center", &url, "--filter", "port >"]), 1);
+    assert!(
+        line.starts_with("error: invalid --filter: filter 1:"),
+        "{line}"
+    );
+}

@@ -9,7 +9,8 @@
 //!   and only then answers;
 //! - **expiry**: the reaper (`reaper`) collects leases that ran out and hands
 //!   them to the writer, which deletes them from the store and the table;
-//! - **listing** is served from a cached body (`snapshot`).
+//! - **listing** is rendered in chunks while sent, from one shared copy of the live
+//!   nodes (`snapshot`).
 //!
 //! Every change (register, update, deregister, expiry) gets the next value of a
 //! monotonically increasing revision, the basis of the change stream.
@@ -41,6 +42,7 @@ use crate::feed::{Feed, Resync, WatchStart};
 use crate::metrics::Metrics;
 use crate::policy::{Guard, Horizons, Proof, Refusal, RefusalKind, Signer};
 use crate::record::{NodeRecord, Owner};
+use crate::render::{ListingKind, Members};
 use crate::reserve::DiskReserve;
 use crate::snapshot::{Listing, SnapshotCache};
 use crate::state::{Core, ScopedFrom, State};
@@ -520,26 +522,50 @@ impl Center {
         self.inner.core.lock().leases().live(now).count()
     }
 
-    /// The full `GET available_nodes` response body, from the snapshot cache. A
-    /// rebuild renders every node (hundreds of ms at 1M): call it where blocking is
-    /// fine (the handlers use `spawn_blocking`).
+    /// The full `GET available_nodes` response body, rendered from the shared
+    /// listing ([`Center::listing`]) in one piece: for tests and tools; the handler
+    /// streams it instead. Blocks like [`Center::listing`].
     pub fn available_nodes_body(&self) -> Bytes {
-        self.available_nodes().body().clone()
+        let listing = self.listing();
+        Bytes::from(
+            crate::render::Chunks::new(Arc::clone(listing.members()), ListingKind::AvailableNodes)
+                .collect::<Vec<_>>()
+                .concat(),
+        )
     }
 
-    /// The current `GET available_nodes` listing: its body, its build number (for
-    /// `ETag`s: with [`Center::epoch`] it names these bytes) and its compressed copy,
-    /// all shared by every caller until the next rebuild. Blocks like
-    /// [`Center::available_nodes_body`].
-    pub fn available_nodes(&self) -> Arc<Listing> {
+    /// The current listing of the live nodes, shared by `available_nodes` and
+    /// `/v1/nodes` and by every caller until the next rebuild (see
+    /// [`crate::snapshot`]): the copy of the nodes each caller renders in chunks, its
+    /// build number (for `ETag`s: with [`Center::epoch`] it names those bytes) and the
+    /// compressed `available_nodes` body. A rebuild copies every live node under the
+    /// state lock (tens of ms at 1M): call it where blocking is fine (the handlers use
+    /// `spawn_blocking`).
+    pub fn listing(&self) -> Arc<Listing> {
         let core = &self.inner.core;
-        core.snapshot().body(core.revision(), |now| {
+        core.snapshot().listing(core.revision(), |now| {
+            let wall = SystemTime::now();
             // Copied under the lock, rendered after it (see `State::live_copy`).
             let copy = core.lock().live_copy(now);
-            let live = copy.nodes.iter().map(|(id, r, d)| (&**id, r, *d));
-            let (body, earliest) =
-                crate::render::available_nodes(live, copy.nodes.len(), now, SystemTime::now());
-            (body, copy.revision, earliest)
+            Members {
+                nodes: copy.nodes,
+                revision: copy.revision,
+                now,
+                wall,
+            }
+        })
+    }
+
+    /// The compressed `available_nodes` body of `listing`: rendered and compressed
+    /// once per listing, by the first caller, and shared. Blocks for as long as that
+    /// takes (about a second at 1M): the handler calls it on a blocking thread.
+    pub fn available_nodes_gzip(listing: &Listing) -> Option<Bytes> {
+        listing.compressed(|members| {
+            crate::encoding::gzip_chunks(crate::render::Chunks::new(
+                Arc::clone(members),
+                ListingKind::AvailableNodes,
+            ))
+            .ok()
         })
     }
 
@@ -554,9 +580,9 @@ impl Center {
         self.inner.core.epoch()
     }
 
-    /// The `GET /v1/nodes` body: every live node with the current revision and epoch.
-    /// Renders every node: call it where blocking is fine (the handlers use
-    /// `spawn_blocking`).
+    /// The `GET /v1/nodes` body: every live node with the revision it shows and the
+    /// epoch, rendered from the shared listing in one piece (for tests and tools; the
+    /// handler streams it). Blocks like [`Center::listing`].
     pub fn nodes_body(&self) -> Bytes {
         let now = Instant::now();
         let core = &self.inner.core;

@@ -27,6 +27,16 @@ pub fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
+/// The concatenation of `chunks` as one gzip member, compressed as they come: the
+/// uncompressed body is never held whole.
+pub fn gzip_chunks(chunks: impl Iterator<Item = impl AsRef<[u8]>>) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::new(LEVEL));
+    for chunk in chunks {
+        encoder.write_all(chunk.as_ref())?;
+    }
+    encoder.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
@@ -40,6 +50,12 @@ mod tests {
         assert!(packed.len() * 10 < body.len(), "{} bytes", packed.len());
         let mut unpacked = String::new();
         flate2::read::GzDecoder::new(&packed[..])
+            .read_to_string(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, body);
+        let pieces = gzip_chunks(body.as_bytes().chunks(1000)).unwrap();
+        let mut unpacked = String::new();
+        flate2::read::GzDecoder::new(&pieces[..])
             .read_to_string(&mut unpacked)
             .unwrap();
         assert_eq!(unpacked, body);

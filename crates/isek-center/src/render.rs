@@ -11,6 +11,7 @@
 //! type: the status code of an envelope is a number handed in by `http`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -117,17 +118,27 @@ pub fn nodes_body<'a>(
     guarded: &[(std::sync::Arc<str>, f64)],
 ) -> Vec<u8> {
     let mut out = String::with_capacity(96 + count * 128);
-    let _ = write!(
-        out,
-        "{{\"code\":200,\"data\":{{\"epoch\":{epoch},\"nodes\":"
-    );
+    nodes_head(&mut out, epoch);
     if guarded.is_empty() {
         write_nodes(&mut out, nodes);
     } else {
         write_guarded_nodes(&mut out, nodes, guarded);
     }
-    let _ = writeln!(out, ",\"revision\":{revision}}},\"message\":\"success\"}}");
+    nodes_tail(&mut out, revision);
     out.into_bytes()
+}
+
+/// The start of a `GET /v1/nodes` body, up to its `nodes` object.
+fn nodes_head(out: &mut String, epoch: u64) {
+    let _ = write!(
+        out,
+        "{{\"code\":200,\"data\":{{\"epoch\":{epoch},\"nodes\":"
+    );
+}
+
+/// The end of a `GET /v1/nodes` body, after its `nodes` object.
+fn nodes_tail(out: &mut String, revision: u64) {
+    let _ = writeln!(out, ",\"revision\":{revision}}},\"message\":\"success\"}}");
 }
 
 /// [`write_nodes`], with `guarded_until` (sorted first, as every key) in the nodes
@@ -234,39 +245,195 @@ pub fn available_nodes<'a>(
     now: Instant,
     wall: SystemTime,
 ) -> (Vec<u8>, Option<Instant>) {
-    let wall_secs = wall
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
+    let wall_secs = unix_seconds(wall);
     let mut out = String::with_capacity(64 + count * 160);
-    out.push_str("{\"code\":200,\"data\":{\"available_nodes\":{");
+    out.push_str(AVAILABLE_NODES_HEAD);
     let mut earliest: Option<Instant> = None;
     for (i, (id, record, deadline)) in nodes.enumerate() {
         if i > 0 {
             out.push(',');
         }
         earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
-        write_json_str(&mut out, id);
-        out.push_str(":{\"expires_at\":");
-        write_unix_seconds(
-            &mut out,
-            wall_secs + deadline.saturating_duration_since(now).as_secs_f64(),
-        );
-        out.push_str(",\"host\":");
-        write_json_str(&mut out, record.host());
-        out.push_str(",\"metadata\":");
-        out.push_str(record.metadata());
-        out.push_str(",\"node_id\":");
-        write_json_str(&mut out, id);
-        out.push_str(",\"port\":");
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{}", record.port());
-        out.push('}');
+        write_available_node(&mut out, id, record, deadline, now, wall_secs);
     }
-    out.push_str("}},\"message\":");
-    write_str(&mut out, LIST_MESSAGE);
-    out.push_str("}\n");
+    available_nodes_tail(&mut out);
     (out.into_bytes(), earliest)
+}
+
+/// The start of an `available_nodes` body, up to its first node.
+const AVAILABLE_NODES_HEAD: &str = "{\"code\":200,\"data\":{\"available_nodes\":{";
+
+/// Seconds since the Unix epoch of `wall` (0 before it).
+fn unix_seconds(wall: SystemTime) -> f64 {
+    wall.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// One `"id":{"expires_at":..,"host":..,"metadata":..,"node_id":..,"port":..}` of
+/// `available_nodes`, its deadline in Unix seconds (`wall_secs` at `now`).
+fn write_available_node(
+    out: &mut String,
+    id: &str,
+    record: &NodeRecord,
+    deadline: Instant,
+    now: Instant,
+    wall_secs: f64,
+) {
+    write_json_str(out, id);
+    out.push_str(":{\"expires_at\":");
+    write_unix_seconds(
+        out,
+        wall_secs + deadline.saturating_duration_since(now).as_secs_f64(),
+    );
+    out.push_str(",\"host\":");
+    write_json_str(out, record.host());
+    out.push_str(",\"metadata\":");
+    out.push_str(record.metadata());
+    out.push_str(",\"node_id\":");
+    write_json_str(out, id);
+    out.push_str(",\"port\":");
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{}", record.port());
+    out.push('}');
+}
+
+/// The end of an `available_nodes` body, after its last node.
+fn available_nodes_tail(out: &mut String) {
+    out.push_str("}},\"message\":");
+    write_str(out, LIST_MESSAGE);
+    out.push_str("}\n");
+}
+
+/// The live nodes of one listing, copied out of the registry at one instant and one
+/// revision: what a listing renders, in pieces, while it is sent ([`Chunks`]), so no
+/// answer holds its whole body and concurrent answers share one copy.
+#[derive(Debug)]
+pub struct Members {
+    /// Node id, record and lease deadline of every live node, sorted by id.
+    pub nodes: Vec<(Arc<str>, NodeRecord, Instant)>,
+    /// The revision the copy shows.
+    pub revision: u64,
+    /// When the copy was taken (`expires_at` counts from it).
+    pub now: Instant,
+    /// The wall clock at `now`.
+    pub wall: SystemTime,
+}
+
+impl Members {
+    /// The earliest lease deadline among the nodes (None without nodes): the copy
+    /// shows a node that is gone from then on.
+    pub fn earliest_deadline(&self) -> Option<Instant> {
+        self.nodes.iter().map(|(_, _, deadline)| *deadline).min()
+    }
+}
+
+/// Which body [`Chunks`] renders.
+#[derive(Debug, Clone, Copy)]
+pub enum ListingKind {
+    /// `GET /isek_center/available_nodes` (Flask-compatible, with `expires_at`).
+    AvailableNodes,
+    /// `GET /v1/nodes` with the center's epoch.
+    Nodes {
+        /// The center's epoch, written into the body.
+        epoch: u64,
+    },
+}
+
+/// About how many bytes one chunk of a listing holds: large enough that the per-chunk
+/// overhead is negligible, small enough that an answer holds little memory.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// A listing body rendered on demand, [`CHUNK_BYTES`] at a time, from shared
+/// [`Members`]: the concatenated chunks are exactly the bytes of [`available_nodes`]
+/// or [`nodes_body`] over the same nodes.
+#[derive(Debug)]
+pub struct Chunks {
+    /// The nodes rendered.
+    members: Arc<Members>,
+    /// Which body.
+    kind: ListingKind,
+    /// Index of the next node to render; `None` before the head was written.
+    next: Option<usize>,
+    /// Whether the tail was written.
+    done: bool,
+    /// `members.wall` in Unix seconds.
+    wall_secs: f64,
+}
+
+impl Chunks {
+    /// The body of `kind` over `members`.
+    pub fn new(members: Arc<Members>, kind: ListingKind) -> Self {
+        let wall_secs = unix_seconds(members.wall);
+        Self {
+            members,
+            kind,
+            next: None,
+            done: false,
+            wall_secs,
+        }
+    }
+}
+
+impl Iterator for Chunks {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = String::with_capacity(CHUNK_BYTES + 1024);
+        let mut index = match self.next {
+            Some(index) => index,
+            None => {
+                match self.kind {
+                    ListingKind::AvailableNodes => out.push_str(AVAILABLE_NODES_HEAD),
+                    ListingKind::Nodes { epoch } => {
+                        nodes_head(&mut out, epoch);
+                        out.push('{');
+                    }
+                }
+                0
+            }
+        };
+        let members = &*self.members;
+        while out.len() < CHUNK_BYTES {
+            let Some((id, record, deadline)) = members.nodes.get(index) else {
+                break;
+            };
+            if index > 0 {
+                out.push(',');
+            }
+            match self.kind {
+                ListingKind::AvailableNodes => write_available_node(
+                    &mut out,
+                    id,
+                    record,
+                    *deadline,
+                    members.now,
+                    self.wall_secs,
+                ),
+                ListingKind::Nodes { .. } => {
+                    write_str(&mut out, id);
+                    out.push(':');
+                    write_node(&mut out, id, record);
+                }
+            }
+            index += 1;
+        }
+        self.next = Some(index);
+        if index >= members.nodes.len() {
+            match self.kind {
+                ListingKind::AvailableNodes => available_nodes_tail(&mut out),
+                ListingKind::Nodes { .. } => {
+                    out.push('}');
+                    nodes_tail(&mut out, members.revision);
+                }
+            }
+            self.done = true;
+        }
+        Some(Bytes::from(out))
+    }
 }
 
 /// Appends `s` as a Python `ensure_ascii` JSON string; printable ASCII without quotes
@@ -386,8 +553,6 @@ pub fn resync_frame(revision: u64, message: &str) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::lease::LeaseTable;
     use serde_json::json;
@@ -489,5 +654,48 @@ mod tests {
             "}},\"message\":\"success\"}\n"
         );
         assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn chunks_are_the_bytes_of_the_whole_bodies() {
+        let t0 = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_millis(1_795_681_517_500);
+        for count in [0usize, 1, 2, 1000, 3000] {
+            let nodes: Vec<(Arc<str>, NodeRecord, Instant)> = (0..count)
+                .map(|i| {
+                    let id: Arc<str> = Arc::from(format!("node-{i:05}-é"));
+                    let record = NodeRecord::new(
+                        "127.0.0.1",
+                        9000,
+                        r#"{"pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#,
+                    );
+                    (id, record, t0 + Duration::from_millis(i as u64))
+                })
+                .collect();
+            let members = Arc::new(Members {
+                nodes: nodes.clone(),
+                revision: 7,
+                now: t0,
+                wall,
+            });
+            let (whole, earliest) = available_nodes(
+                nodes.iter().map(|(id, r, d)| (&**id, r, *d)),
+                count,
+                t0,
+                wall,
+            );
+            assert_eq!(members.earliest_deadline(), earliest);
+            let chunks: Vec<Bytes> =
+                Chunks::new(Arc::clone(&members), ListingKind::AvailableNodes).collect();
+            assert!(chunks.iter().all(|c| c.len() < CHUNK_BYTES + 1024));
+            assert_eq!(chunks.concat(), whole, "{count} nodes");
+            let whole = nodes_body(nodes.iter().map(|(id, r, _)| (&**id, r)), count, 5, 7, &[]);
+            let chunks: Vec<Bytes> =
+                Chunks::new(members, ListingKind::Nodes { epoch: 5 }).collect();
+            assert_eq!(chunks.concat(), whole, "{count} nodes");
+            if count == 3000 {
+                assert!(chunks.len() > 2, "{} chunks", chunks.len());
+            }
+        }
     }
 }

@@ -1,7 +1,11 @@
-//! [`SnapshotCache`]: the `available_nodes` body, serialized once and shared.
+//! [`SnapshotCache`]: the live nodes one listing shows, copied once and shared by
+//! every listing (`available_nodes` and `/v1/nodes`) until they change.
 //!
-//! A listing costs a clone of a reference-counted buffer while the cached body is
-//! fresh. It is rebuilt lazily, on the next listing after:
+//! A listing costs a clone of a reference-counted copy while the cached copy is
+//! fresh; the caller renders it in chunks while it sends (`render::Chunks`), so no
+//! answer holds its whole body: at a million nodes a body is about 200 MB, the copy
+//! it renders from about a third of that, shared. It is rebuilt lazily, on the next
+//! listing after:
 //! - a membership change (register, update, deregister, expiry: the revision moved),
 //! - `max_age` (1 s): renewals do not rebuild it, so `expires_at` values lag by at
 //!   most that much,
@@ -9,17 +13,18 @@
 //!   lease ran out, even before the reaper removed it.
 //!
 //! Nothing is built until somebody lists, and a membership change drops the cached
-//! body, so an idle center holds no copy of its nodes.
+//! copy, so an idle center holds no copy of its nodes.
 //!
-//! Each body has a build number ([`Listing::build`], unique within the cache) that
-//! names its bytes, for `ETag`s, and a compressed copy made at most once, on the
-//! first request that accepts it, and then shared by every such caller
-//! ([`Listing::compressed`]): ten thousand ISEK nodes polling every 5 s cost one
-//! compression per change, not one per request.
+//! Each copy has a build number ([`Listing::build`], unique within the cache) that
+//! names its bytes (rendering a copy always gives the same bytes), for `ETag`s, and a
+//! compressed `available_nodes` body made at most once, on the first request that
+//! accepts it, and then shared by every such caller ([`Listing::compressed`]): ten
+//! thousand ISEK nodes polling every 5 s cost one compression per change, not one per
+//! request.
 //!
-//! Level 1: a cache of bytes. It does not know the registry state: the caller hands
-//! in the current revision and a function that renders a fresh body (and, for the
-//! compressed copy, the function that compresses).
+//! Level 1: a cache. It does not know the registry state: the caller hands in the
+//! current revision and a function that copies the live nodes (and, for the
+//! compressed body, the function that renders and compresses).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -27,23 +32,25 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-/// One rendered listing: the body, its build number and its compressed copy.
+use crate::render::Members;
+
+/// One listing: the nodes it shows, its build number and its compressed body.
 #[derive(Debug)]
 pub struct Listing {
-    /// The full response body.
-    body: Bytes,
+    /// The nodes, rendered by each caller in chunks.
+    members: Arc<Members>,
     /// Which build of the cache this is (1, 2, ...): two listings with the same
     /// number are the same bytes, so it can name them in an `ETag`.
     build: u64,
-    /// The body compressed, once, by the first caller that asks (`None`: compressing
-    /// failed, and the body goes out as it is).
+    /// The `available_nodes` body compressed, once, by the first caller that asks
+    /// (`None`: compressing failed, and the body goes out as it is).
     compressed: OnceLock<Option<Bytes>>,
 }
 
 impl Listing {
-    /// The uncompressed body.
-    pub fn body(&self) -> &Bytes {
-        &self.body
+    /// The nodes it shows, to render.
+    pub fn members(&self) -> &Arc<Members> {
+        &self.members
     }
 
     /// The build number: equal numbers, equal bytes (within one cache).
@@ -51,11 +58,14 @@ impl Listing {
         self.build
     }
 
-    /// The body compressed by `compress`, computed by the first caller only (others
-    /// wait for it rather than compressing again) and then shared.
-    pub fn compressed(&self, compress: impl FnOnce(&[u8]) -> Option<Vec<u8>>) -> Option<Bytes> {
+    /// The body `compress` makes of the nodes, computed by the first caller only
+    /// (others wait for it rather than compressing again) and then shared.
+    pub fn compressed(
+        &self,
+        compress: impl FnOnce(&Arc<Members>) -> Option<Vec<u8>>,
+    ) -> Option<Bytes> {
         self.compressed
-            .get_or_init(|| compress(&self.body).map(Bytes::from))
+            .get_or_init(|| compress(&self.members).map(Bytes::from))
             .clone()
     }
 }
@@ -71,7 +81,7 @@ struct Snapshot {
     valid_until: Instant,
 }
 
-/// The lazily rebuilt listing body.
+/// The lazily rebuilt listing.
 #[derive(Debug)]
 pub(crate) struct SnapshotCache {
     /// The current snapshot, if any. Held while rebuilding, so concurrent listers
@@ -93,14 +103,9 @@ impl SnapshotCache {
         }
     }
 
-    /// The current listing body at `revision`, rebuilt first by `build` if stale.
-    /// `build(now)` renders the nodes live at `now` and returns the body, the revision
-    /// it shows and the earliest deadline among its nodes.
-    pub fn body(
-        &self,
-        revision: u64,
-        build: impl FnOnce(Instant) -> (Vec<u8>, u64, Option<Instant>),
-    ) -> Arc<Listing> {
+    /// The current listing at `revision`, rebuilt first by `build` if stale.
+    /// `build(now)` copies the nodes live at `now` (with the revision they show).
+    pub fn listing(&self, revision: u64, build: impl FnOnce(Instant) -> Members) -> Arc<Listing> {
         let now = Instant::now();
         let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = &*cached
@@ -109,14 +114,15 @@ impl SnapshotCache {
         {
             return Arc::clone(&s.listing);
         }
-        let (body, revision, earliest) = build(now);
+        let members = build(now);
+        let (revision, earliest) = (members.revision, members.earliest_deadline());
         let number = {
             let mut builds = self.builds.lock().unwrap_or_else(PoisonError::into_inner);
             *builds += 1;
             *builds
         };
         let listing = Arc::new(Listing {
-            body: Bytes::from(body),
+            members: Arc::new(members),
             build: number,
             compressed: OnceLock::new(),
         });
@@ -138,7 +144,8 @@ impl SnapshotCache {
         listing
     }
 
-    /// Drops the cached body (membership changed): frees its memory early.
+    /// Drops the cached copy (membership changed): frees its memory early, unless a
+    /// listing still being sent holds it.
     pub fn invalidate(&self) {
         let old = self
             .cached

@@ -3,15 +3,21 @@
 //! The center answers them gzip-coded, the compressed bytes made once per listing
 //! and shared, with an `ETag`; `If-None-Match` with a current tag gets a 304.
 //! Served over real HTTP; reqwest here has no decompression, so the raw coding shows.
+//! The uncompressed `available_nodes` listing is streamed: rendered
+//! a chunk at a time while they are sent, from one copy of the live nodes shared by
+//! every listing at that revision, instead of a whole body per answer (about 200 MB
+//! each at a million nodes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::io::Read as _;
 use std::time::Duration;
 
 use isek::Registry as _;
 use isek_testkit::center::ServedCenter;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// `GET available_nodes` with `headers`: status, headers and the raw body bytes.
 async fn get(
@@ -137,4 +143,95 @@ async fn if_none_match_gets_a_304_until_the_membership_changes() {
         listing["data"]["available_nodes"]["late"].is_object(),
         "{listing}"
     );
+}
+
+/// The node ids of a `/v1/nodes` or `available_nodes` body.
+fn ids(body: &[u8], field: &str) -> BTreeSet<String> {
+    let value: Value = serde_json::from_slice(body).unwrap();
+    value["data"][field]
+        .as_object()
+        .unwrap_or_else(|| panic!("no data.{field} in {value}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn full_listings_are_streamed_in_chunks_with_the_same_bytes() {
+    let center = center_with_nodes(3000).await;
+    for (path, field) in [("/isek_center/available_nodes", "available_nodes")] {
+        let response = reqwest::get(center.url_of(path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        // Streamed: sent before its length is known, so chunked, not Content-Length.
+        assert!(
+            response.headers().get("content-length").is_none(),
+            "{path} answered with a length: rendered whole before sending"
+        );
+        assert_eq!(response.headers()["transfer-encoding"], "chunked", "{path}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body = response.bytes().await.unwrap();
+        assert_eq!(ids(&body, field).len(), 3000, "{path}");
+        assert!(body.ends_with(b"\"message\":\"success\"}\n"), "{path}");
+        // One listing shared: a second answer at the same revision, the same bytes.
+        let again = reqwest::get(center.url_of(path))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body, again, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_listing_being_read_shows_the_revision_it_started_at() {
+    let center = center_with_nodes(3000).await;
+    // HTTP/1.0: the body is the raw bytes, up to the end of the connection; a small
+    // receive buffer keeps most of the answer at the center while the test waits.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(center.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /v1/nodes HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut read = vec![0u8; 4096];
+    let first = stream.read(&mut read).await.unwrap();
+    read.truncate(first);
+    // The membership changes while the answer is still being sent.
+    for i in 0..100 {
+        center
+            .client()
+            .deregister_node(&format!("n{i}"))
+            .await
+            .unwrap();
+        center
+            .client()
+            .register_node(&format!("new{i}"), "127.0.0.1", 9000, Default::default())
+            .await
+            .unwrap();
+    }
+    stream.read_to_end(&mut read).await.unwrap();
+    let start = read
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head")
+        + 4;
+    let read = read.split_off(start);
+    let value: Value = serde_json::from_slice(&read).unwrap();
+    let expected: BTreeSet<String> = (0..3000).map(|i| format!("n{i}")).collect();
+    assert_eq!(ids(&read, "nodes"), expected);
+    let revision = value["data"]["revision"].as_u64().unwrap();
+    // The next listing shows the changes, at a later revision.
+    let after = reqwest::get(center.url_of("/v1/nodes"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let now = ids(&after, "nodes");
+    let later: Value = serde_json::from_slice(&after).unwrap();
+    assert_eq!(later["data"]["revision"].as_u64().unwrap(), revision + 200);
+    assert_eq!(now.len(), 3000);
+    assert!(now.contains("new0") && !now.contains("n0"));
 }

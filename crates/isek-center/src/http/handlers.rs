@@ -38,9 +38,9 @@ use super::request::{
 use crate::admission::{ClientAddr, WatcherRefusal, Watchers};
 use crate::center::{Center, QueryError};
 use crate::command::{Collection, Query, agents_filter};
-use crate::encoding;
 use crate::metrics::{Endpoint, Op, Outcome, ResyncReason};
-use crate::render::{envelope_with_token, gone_envelope};
+use crate::render::{Chunks, ListingKind, envelope_with_token, gone_envelope};
+use crate::snapshot::Listing;
 
 /// The center's router, with its state attached.
 pub fn router(center: Center) -> Router {
@@ -216,11 +216,11 @@ pub(super) async fn available_nodes(State(center): State<Center>, headers: Heade
     let listing = {
         let center = center.clone();
         tokio::task::spawn_blocking(move || {
-            let listing = center.available_nodes();
+            let listing = center.listing();
             // Compressed on this blocking thread too, once per listing, by the first
             // caller that accepts it.
             let compressed = if gzip {
-                listing.compressed(|body| encoding::gzip(body).ok())
+                Center::available_nodes_gzip(&listing)
             } else {
                 None
             };
@@ -242,8 +242,10 @@ pub(super) async fn available_nodes(State(center): State<Center>, headers: Heade
             let mut response = if negotiation::none_match(&headers, &etag) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
-                let body = compressed.unwrap_or_else(|| listing.body().clone());
-                json_response(StatusCode::OK, body)
+                match compressed {
+                    Some(body) => json_response(StatusCode::OK, body),
+                    None => streamed(listing, ListingKind::AvailableNodes),
+                }
             };
             let ok = response.status() == StatusCode::OK;
             let response_headers = response.headers_mut();
@@ -399,6 +401,7 @@ fn query_rejection(error: QueryError) -> Response {
 /// Runs `render` (a listing: every node rendered) on a blocking thread, so a large
 /// listing never holds up an async worker; a render that panicked is a 503, not a
 /// dropped connection.
+/// `render(center)` on a blocking thread (a full listing renders every node).
 async fn blocking(
     center: &Center,
     render: fn(&Center) -> bytes::Bytes,
@@ -410,6 +413,46 @@ async fn blocking(
             tracing::error!(error = %e, "rendering a listing failed");
             Rejection::unavailable("The listing could not be rendered.")
         })
+}
+
+/// A 200 whose JSON body is `listing` rendered as `kind` while it is sent, a chunk
+/// at a time: the first bytes leave at once, and the answer holds one chunk and a
+/// share of the listing, not a copy of the body.
+/// A body that fits in one chunk goes out whole, with its length, as before.
+fn streamed(listing: Arc<Listing>, kind: ListingKind) -> Response {
+    let mut chunks = Chunks::new(Arc::clone(listing.members()), kind);
+    let first = chunks.next().unwrap_or_default();
+    let Some(second) = chunks.next() else {
+        return json_response(StatusCode::OK, first);
+    };
+    let hold = Release(Some(listing));
+    let chunks = [first, second].into_iter().chain(chunks);
+    let body = futures::StreamExt::map(futures::stream::iter(chunks), move |chunk| {
+        let _ = &hold;
+        Ok::<_, std::convert::Infallible>(chunk)
+    });
+    let mut response = Response::new(Body::from_stream(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Holds a listing while its answer is sent; if that answer held the last share of
+/// it, the copy (a million reference counts to drop) is freed on a blocking thread,
+/// not on the runtime's workers.
+struct Release(Option<Arc<Listing>>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(listing) = self.0.take()
+            && let Ok(listing) = Arc::try_unwrap(listing)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn_blocking(move || drop(listing));
+        }
+    }
 }
 
 /// `GET /v1/watch[?since=REV[&epoch=E]][&filter=CEL]`: the change stream as

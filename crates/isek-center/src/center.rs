@@ -54,8 +54,9 @@ use crate::writer::{WriteError, WriteOp};
 struct Tasks {
     /// The reaper task.
     reaper: JoinHandle<()>,
-    /// The follower of a shared store (etcd), if the center runs on one.
-    follower: Option<JoinHandle<()>>,
+    /// The follower of a shared store (etcd) and the lease holder election, if the
+    /// center runs on one.
+    follower: Option<(JoinHandle<()>, JoinHandle<()>)>,
     /// Fires when the writer thread has drained its queue, closed the store and
     /// released the data directory's lock (which that thread owns, so the directory
     /// is never free while SQLite still has it open, however the center ends).
@@ -177,6 +178,7 @@ impl Center {
             "center store on etcd; loaded nodes get a fresh lease"
         );
         let epoch = crate::feed::shared_epoch(loaded.cluster_id, &cluster.prefix);
+        let secret = etcd.secret(&random_id()?).await?;
         let start_ms = crate::policy::unix_now();
         Self::launch(
             config,
@@ -187,7 +189,14 @@ impl Center {
                 store: Store::etcd(etcd.clone()),
                 dir_lock: None,
                 reserve: None,
-                follow: Some((etcd, loaded.revision)),
+                follow: Some(Follow {
+                    etcd,
+                    revision: loaded.revision,
+                    secret,
+                    me: random_id()?,
+                    url: cluster.advertise.clone().unwrap_or_default(),
+                    holder_ttl: cluster.holder_ttl,
+                }),
                 start_ms,
             },
         )
@@ -211,12 +220,16 @@ impl Center {
             config.discovery.max_cursors,
             config.discovery.cursor_ttl,
         );
-        let core = Arc::new(Core::new(
+        let core = Core::new(
             state,
             SnapshotCache::new(config.snapshot_max_age),
             epoch,
             horizons,
-        ));
+        );
+        let core = Arc::new(match &follow {
+            Some(follow) => core.with_cluster(follow.secret.clone()),
+            None => core,
+        });
         let (tx, rx) = mpsc::channel(config.write_queue.max(1));
         let writer_done = crate::writer::spawn(
             store,
@@ -228,13 +241,22 @@ impl Center {
             reserve,
         )?;
         let (stop, stop_rx) = watch::channel(false);
-        let follower = follow.map(|(etcd, revision)| {
-            tokio::spawn(crate::follower::run(
+        let follower = follow.map(|follow| {
+            let holder = tokio::spawn(crate::holder::run(
                 Arc::clone(&core),
-                etcd,
-                revision,
+                follow.etcd.clone(),
+                follow.me,
+                follow.url,
+                follow.holder_ttl,
                 stop_rx.clone(),
-            ))
+            ));
+            let follower = tokio::spawn(crate::follower::run(
+                Arc::clone(&core),
+                follow.etcd,
+                follow.revision,
+                stop_rx.clone(),
+            ));
+            (follower, holder)
         });
         let reaper = tokio::spawn(crate::reaper::run(
             Arc::clone(&core),
@@ -408,7 +430,39 @@ impl Center {
             return Ok(false);
         };
         guard.check_act(id, entry.value.owner().map(Arc::as_ref))?;
-        Ok(state.renew(id, now))
+        let key = Arc::clone(entry.id);
+        let renewed = state.renew(id, now);
+        drop(state);
+        if renewed && !self.inner.core.note_renewed(&key) {
+            tracing::warn!(node_id = %id, "the batch of renewals for the other centers is full; this one is not forwarded");
+        }
+        Ok(renewed)
+    }
+
+    /// Applies renewals another center of the cluster accepted (`POST` from a peer,
+    /// checked by `http`); how many ids were known here.
+    pub fn apply_renewals<'a>(&self, ids: impl Iterator<Item = &'a str>) -> usize {
+        self.inner.core.lock().renew_forwarded(ids, Instant::now())
+    }
+
+    /// The ids renewed on this center since the last call, to forward to the others.
+    pub fn take_renewed(&self) -> Vec<Arc<str>> {
+        self.inner.core.take_renewed()
+    }
+
+    /// The URLs of the other centers of the cluster (none when not in one).
+    pub fn peer_urls(&self) -> Vec<String> {
+        self.inner.core.peer_urls()
+    }
+
+    /// The secret the centers of a cluster prove themselves to each other with.
+    pub fn cluster_secret(&self) -> Option<&str> {
+        self.inner.core.cluster_secret()
+    }
+
+    /// Whether this center is its cluster's lease holder now (it alone expires).
+    pub fn is_lease_holder(&self) -> bool {
+        self.inner.core.is_holder(Instant::now())
     }
 
     /// Removes a live node durably if the request proves ownership (checked by the
@@ -824,8 +878,9 @@ impl Center {
         self.close_watchers();
         let _ = self.inner.stop.send(true);
         let reaper = tasks.reaper.await;
-        if let Some(follower) = tasks.follower {
+        if let Some((follower, holder)) = tasks.follower {
             let _ = follower.await;
+            let _ = holder.await;
         }
         // Dropping the last strong sender lets the writer drain and exit.
         drop(
@@ -844,6 +899,29 @@ impl Center {
         tracing::info!("center stopped; store closed");
         writer
     }
+}
+
+/// A random id (a lease token's 256 bits, base64url).
+fn random_id() -> Result<String> {
+    crate::policy::new_token()
+        .map(|(token, _)| token)
+        .map_err(|refusal| Error::Task(refusal.to_string()))
+}
+
+/// What a center on a shared store follows and takes part in.
+struct Follow {
+    /// The store.
+    etcd: crate::store::etcd::Etcd,
+    /// The revision loaded.
+    revision: u64,
+    /// The cluster's secret.
+    secret: String,
+    /// This center's id in the cluster (random per start).
+    me: String,
+    /// Where the other centers reach this one.
+    url: String,
+    /// The lease holder election's TTL.
+    holder_ttl: Duration,
 }
 
 /// The state of a center starting with `loaded` at `revision`, as `config` says.
@@ -885,7 +963,7 @@ struct Launch {
     /// The disk reserve (SQLite).
     reserve: Option<DiskReserve>,
     /// A shared store to follow, from the revision loaded.
-    follow: Option<(crate::store::etcd::Etcd, u64)>,
+    follow: Option<Follow>,
     /// When the horizons' floor was taken (Unix ms).
     start_ms: u64,
 }

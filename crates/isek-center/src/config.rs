@@ -106,7 +106,29 @@ pub struct ClusterStore {
     /// The key prefix of this registry (`--etcd-prefix`): centers with the same
     /// cluster and prefix serve the same nodes.
     pub prefix: String,
+    /// The URL other centers reach this one at (`--advertise-url`); `None`: the
+    /// server fills in its bound address.
+    pub advertise: Option<String>,
+    /// TTL of the etcd lease behind the lease holder election (`--holder-ttl`):
+    /// how long the cluster may go without a holder when one dies.
+    pub holder_ttl: Duration,
 }
+
+impl ClusterStore {
+    /// The registry under `prefix` in the etcd of `etcd`, with the default holder TTL
+    /// and the bound address advertised.
+    pub fn new(etcd: isek::etcd::EtcdConfig, prefix: impl Into<String>) -> Self {
+        Self {
+            etcd,
+            prefix: prefix.into(),
+            advertise: None,
+            holder_ttl: DEFAULT_HOLDER_TTL,
+        }
+    }
+}
+
+/// The default `--holder-ttl`.
+pub const DEFAULT_HOLDER_TTL: Duration = Duration::from_secs(3);
 
 /// The default `--etcd-prefix`.
 pub const DEFAULT_ETCD_PREFIX: &str = "/isek-center";

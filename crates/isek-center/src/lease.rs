@@ -188,6 +188,41 @@ impl<V> LeaseTable<V> {
         }
     }
 
+    /// Extends the lease of `id` to `now + ttl` even if its deadline has passed, as
+    /// long as [`LeaseTable::expire`] has not reported it (a renewal another center
+    /// accepted in time, arriving late); false when unknown or reported expired.
+    pub fn refresh(&mut self, id: &str, now: Instant) -> bool {
+        let deadline = self.offset(now).saturating_add(self.ttl);
+        match self.leases.get_mut(id) {
+            Some(lease) if lease.scheduled != 0 => {
+                // Its pending check is due no later than the new deadline and
+                // reschedules itself then.
+                lease.deadline = lease.deadline.max(deadline);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives every lease in the table, lapsed or reported expired ones included, a
+    /// fresh deadline of `now + ttl` (a new lease holder takes over).
+    pub fn refresh_all(&mut self, now: Instant) {
+        let deadline = self.offset(now).saturating_add(self.ttl);
+        let mut unscheduled = Vec::new();
+        for (id, lease) in &mut self.leases {
+            lease.deadline = deadline;
+            if lease.scheduled == 0 {
+                unscheduled.push(Arc::clone(id));
+            }
+        }
+        for id in unscheduled {
+            let seq = self.schedule(Arc::clone(&id), deadline);
+            if let Some(lease) = self.leases.get_mut(&id) {
+                lease.scheduled = seq;
+            }
+        }
+    }
+
     /// Whether `id` holds a lease that has not run out at `now`.
     pub fn is_live(&self, id: &str, now: Instant) -> bool {
         let now = self.offset(now);
@@ -574,5 +609,29 @@ mod tests {
         );
         let live: Vec<_> = t.live(t0 + secs(30)).map(|e| e.id.to_string()).collect();
         assert_eq!(live, ["a"]);
+    }
+
+    #[test]
+    fn a_late_refresh_revives_a_lapsed_lease_and_a_new_holder_refreshes_all() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(10);
+        let mut t = LeaseTable::new(ttl, t0);
+        t.insert(Arc::from("a"), (), 1, t0);
+        t.insert(Arc::from("b"), (), 2, t0);
+        let late = t0 + Duration::from_secs(11);
+        assert!(!t.is_live("a", late));
+        assert!(t.refresh("a", late), "lapsed but not reported expired");
+        assert!(t.is_live("a", late));
+        assert_eq!(t.expire_at_most(late, 10).len(), 1, "b ran out");
+        assert!(
+            !t.refresh("b", late),
+            "reported expired: only a new holder revives it"
+        );
+        t.refresh_all(late);
+        assert!(t.is_live("b", late + Duration::from_secs(9)));
+        assert_eq!(
+            t.expire_at_most(late + Duration::from_secs(10), 10).len(),
+            2
+        );
     }
 }

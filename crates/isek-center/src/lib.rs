@@ -19,7 +19,8 @@
 //!   [`dirlock`];
 //! - level 2, the workers: [`writer`] (the single store writer with group commit; its
 //!   decisions are a pure `plan`), `reaper` (retires expired leases), `stream` (the
-//!   body of one change stream), `follower` (applies a shared store's changes);
+//!   body of one change stream), `follower` (applies a shared store's changes), `holder` (the lease holder
+//!   election of a center cluster);
 //! - level 3: [`center`] ([`Center`], the service and its life cycle, typed methods);
 //! - level 4: [`http`] (request parsing, [`http::Rejection`], handlers, transport,
 //!   [`app`] and [`run`]): the only place axum/hyper/tower/rustls appear; beside it
@@ -42,6 +43,7 @@ pub mod encoding;
 pub mod error;
 mod feed;
 mod follower;
+mod holder;
 pub mod http;
 pub mod lease;
 pub mod metrics;

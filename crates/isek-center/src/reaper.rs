@@ -23,6 +23,9 @@ use tokio::time::Instant;
 use crate::state::Core;
 use crate::writer::WriteOp;
 
+/// How often a cluster member that is not the lease holder looks again.
+const NOT_HOLDER_POLL: Duration = Duration::from_millis(250);
+
 /// Most expired leases handled per step: bounds the time the state lock is held and
 /// the size of the store transaction when many leases run out at once.
 const EXPIRE_CHUNK: usize = 4096;
@@ -85,6 +88,17 @@ pub(crate) async fn run(
     let mut wave: Option<Wave> = None;
     loop {
         let now = Instant::now();
+        if !core.may_expire(now) {
+            // A center cluster's member that is not the lease holder: the holder
+            // expires; look again when woken (taking over) or soon.
+            let woken = core.reaper_woken();
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = woken => {}
+                () = tokio::time::sleep(NOT_HOLDER_POLL) => {}
+            }
+            continue;
+        }
         let (expired, next) = {
             let mut state = core.lock();
             (

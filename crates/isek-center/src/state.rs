@@ -291,6 +291,22 @@ impl State {
         self.revision
     }
 
+    /// Renewals another center of the cluster accepted: each known id not reported
+    /// expired gets `now` + TTL, lapsed or not (see [`LeaseTable::refresh`]); how many.
+    pub fn renew_forwarded<'a>(
+        &mut self,
+        ids: impl Iterator<Item = &'a str>,
+        now: Instant,
+    ) -> usize {
+        ids.filter(|id| self.leases.refresh(id, now)).count()
+    }
+
+    /// Gives every node a fresh full lease from `now` (this center became the lease
+    /// holder of its cluster).
+    pub fn refresh_all(&mut self, now: Instant) {
+        self.leases.refresh_all(now);
+    }
+
     /// Extends the lease of a live `id` to `now` + TTL (not a change: no revision).
     pub fn renew(&mut self, id: &str, now: Instant) -> bool {
         self.leases.renew(id, now)
@@ -455,7 +471,28 @@ pub(crate) struct Core {
     applied: Mutex<()>,
     /// Signalled by [`Core::applied`].
     applied_signal: Condvar,
+    /// The cluster side of a center on a shared store (`None`: a store of its own).
+    cluster: Option<Cluster>,
 }
+
+/// What the workers of a center on a shared store share besides the state.
+#[derive(Debug, Default)]
+pub(crate) struct Cluster {
+    /// Until when this center may expire nodes: it is the lease holder, confirmed by
+    /// a keep-alive (see `crate::holder`); `None`: it is not.
+    holder_until: Mutex<Option<Instant>>,
+    /// The other centers: (id, URL).
+    peers: Mutex<Vec<(String, String)>>,
+    /// Ids renewed here since the last batch was forwarded to the peers.
+    renewed: Mutex<Vec<Arc<str>>>,
+    /// The secret centers prove themselves to each other with.
+    secret: String,
+}
+
+/// Most renewed ids kept for the next forwarded batch; beyond, renewals are still
+/// answered but not forwarded (counted in the log), so a stalled forwarder costs at
+/// most this much memory.
+pub(crate) const MAX_PENDING_RENEWALS: usize = 1 << 20;
 
 impl Core {
     /// The shared core of a center starting with `state`.
@@ -471,7 +508,96 @@ impl Core {
             metrics: Arc::new(Metrics::new(env!("CARGO_PKG_VERSION"))),
             applied: Mutex::new(()),
             applied_signal: Condvar::new(),
+            cluster: None,
         }
+    }
+
+    /// Makes this core a member of a center cluster whose centers share `secret`.
+    pub fn with_cluster(mut self, secret: String) -> Self {
+        self.cluster = Some(Cluster {
+            secret,
+            ..Cluster::default()
+        });
+        self
+    }
+
+    /// Whether the reaper may expire nodes at `now`: always on a store of its own; on
+    /// a shared one only while this center is the confirmed lease holder.
+    pub fn may_expire(&self, now: Instant) -> bool {
+        match &self.cluster {
+            None => true,
+            Some(c) => lock(&c.holder_until).is_some_and(|until| now < until),
+        }
+    }
+
+    /// This center is the lease holder until `until`; when it was not (or its last
+    /// confirmation had lapsed), every node first gets a fresh full lease from
+    /// `now`. Whether it became holder just now.
+    pub fn take_holder(&self, until: Instant, now: Instant) -> bool {
+        let Some(c) = &self.cluster else {
+            return false;
+        };
+        let mut held = lock(&c.holder_until);
+        let became = held.is_none_or(|was| was <= now);
+        if became {
+            self.lock().refresh_all(now);
+        }
+        *held = Some(until);
+        drop(held);
+        self.wake_reaper();
+        became
+    }
+
+    /// This center is not (or no longer) the lease holder; whether it was.
+    pub fn lose_holder(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|c| lock(&c.holder_until).take().is_some())
+    }
+
+    /// Whether this center is the lease holder at `now`.
+    pub fn is_holder(&self, now: Instant) -> bool {
+        self.cluster.is_some() && self.may_expire(now)
+    }
+
+    /// Records the other centers of the cluster.
+    pub fn set_peers(&self, peers: Vec<(String, String)>) {
+        if let Some(c) = &self.cluster {
+            *lock(&c.peers) = peers;
+        }
+    }
+
+    /// The other centers' URLs.
+    pub fn peer_urls(&self) -> Vec<String> {
+        self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            lock(&c.peers).iter().map(|(_, url)| url.clone()).collect()
+        })
+    }
+
+    /// The secret of the cluster, if the center is in one.
+    pub fn cluster_secret(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.secret.as_str())
+    }
+
+    /// Notes that `id` was renewed here, for the next batch to the peers; false when
+    /// the pending batch is full.
+    pub fn note_renewed(&self, id: &Arc<str>) -> bool {
+        let Some(c) = &self.cluster else {
+            return true;
+        };
+        let mut pending = lock(&c.renewed);
+        if pending.len() >= MAX_PENDING_RENEWALS {
+            return false;
+        }
+        pending.push(Arc::clone(id));
+        true
+    }
+
+    /// The ids renewed here since the last call.
+    pub fn take_renewed(&self) -> Vec<Arc<str>> {
+        self.cluster
+            .as_ref()
+            .map_or_else(Vec::new, |c| std::mem::take(&mut *lock(&c.renewed)))
     }
 
     /// Tells the writer's [`Core::wait_applied`] that the state lock was released
@@ -574,6 +700,11 @@ impl Core {
     pub fn horizons(&self) -> &Horizons {
         &self.horizons
     }
+}
+
+/// Locks a mutex of the cluster side (a poisoned one still holds valid data).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The locked state; publishes the revision to [`Core::revision`] when released.

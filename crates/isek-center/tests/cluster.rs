@@ -20,10 +20,10 @@ use serde_json::Value;
 /// A center of the cluster under `ns`'s own prefix.
 fn config(ns: &EtcdNamespace) -> Config {
     Config {
-        cluster: Some(ClusterStore {
-            etcd: ns.config(),
-            prefix: format!("/{}-centers", ns.parent()),
-        }),
+        cluster: Some(ClusterStore::new(
+            ns.config(),
+            format!("/{}-centers", ns.parent()),
+        )),
         ..Config::in_memory(Duration::from_secs(30))
     }
 }

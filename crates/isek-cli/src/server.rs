@@ -47,6 +47,14 @@ pub struct CenterArgs {
     /// `--store etcd`: the key prefix of this registry in etcd.
     #[arg(long, value_name = "PREFIX", default_value = isek_center::config::DEFAULT_ETCD_PREFIX)]
     etcd_prefix: String,
+    /// `--store etcd`: the URL the other centers reach this one at (renewals are
+    /// forwarded there). Default: http(s)://<the bound address>.
+    #[arg(long, value_name = "URL")]
+    advertise_url: Option<String>,
+    /// `--store etcd`: seconds the etcd lease behind the lease holder election lasts:
+    /// how long the cluster may be without a holder (no expiries) when one dies.
+    #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_seconds)]
+    holder_ttl: Duration,
     /// Lease length in seconds granted by register and renew (fractions allowed).
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
     lease_ttl: Duration,
@@ -286,8 +294,12 @@ pub async fn serve(args: CenterArgs) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let cluster = match (args.store, &args.etcd) {
         (StoreArg::Etcd, Some(endpoints)) => Some(isek_center::ClusterStore {
-            etcd: isek::etcd::EtcdConfig::from_endpoint_list(endpoints)?,
-            prefix: args.etcd_prefix.clone(),
+            advertise: args.advertise_url.clone(),
+            holder_ttl: args.holder_ttl,
+            ..isek_center::ClusterStore::new(
+                isek::etcd::EtcdConfig::from_endpoint_list(endpoints)?,
+                args.etcd_prefix.clone(),
+            )
         }),
         (StoreArg::Etcd, None) => anyhow::bail!("--store etcd needs --etcd ENDPOINTS"),
         (StoreArg::Sqlite, _) => None,

@@ -54,6 +54,10 @@ pub fn router(center: Center) -> Router {
         .route(NODES_PATH, get(nodes))
         .route(AGENTS_PATH, get(agents))
         .route(WATCH_PATH, get(watch))
+        .route(
+            isek::wire::cluster::RENEWALS_PATH,
+            post(super::peers::renewals),
+        )
         .route(HEALTHZ_PATH, get(operator::healthz))
         .route(READYZ_PATH, get(operator::readyz))
         .route(METRICS_PATH, get(operator::metrics))

@@ -47,7 +47,19 @@ pub async fn run_announced(
         .transpose()?;
     let timeouts = config.timeouts;
     let limits = config.connections;
+    let mut config = config;
+    if let (Some(cluster), Ok(addr)) = (&mut config.cluster, listener.local_addr()) {
+        // The other centers of a cluster reach this one where it listens, unless told.
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        cluster
+            .advertise
+            .get_or_insert_with(|| format!("{scheme}://{addr}"));
+    }
     let (router, center) = app(config).await?;
+    let (stop_forwarding, forwarding_stopped) = tokio::sync::oneshot::channel::<()>();
+    let forwarder = tokio::spawn(super::peers::forward(center.clone(), async move {
+        let _ = forwarding_stopped.await;
+    }));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "isek center listening");
         ready(addr);
@@ -63,6 +75,8 @@ pub async fn run_announced(
     let served =
         super::transport::serve(listener, router, tls, timeouts, limits, metrics, shutdown).await;
     tracing::info!("no longer accepting; closing the store");
+    let _ = stop_forwarding.send(());
+    let _ = forwarder.await;
     let closed = center.shutdown().await;
     served.and(closed)
 }

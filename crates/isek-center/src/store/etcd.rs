@@ -26,12 +26,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, KeyValue, Txn, TxnOp, WatchOptions,
-    WatchStream,
+    Client, Compare, CompareOp, EventType, GetOptions, KeyValue, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 use futures::future::join_all;
 use isek::identity::PublicKey;
-use isek::wire::cluster::{EXPIRED, NODES, StoredNode};
+use isek::wire::cluster::{CENTERS, EXPIRED, HOLDER, NODES, SECRET, StoredNode};
 
 use crate::error::{Error, Result};
 use crate::record::{NodeRecord, Owner};
@@ -418,6 +418,162 @@ impl Changes {
             }
             return Ok(Some((changes, reached)));
         }
+    }
+}
+
+/// The etcd side of one center's place in the cluster: its lease, which carries its
+/// announcement under `{prefix}/centers/` and, when it is the lease holder, the
+/// `{prefix}/holder` key (see `crate::holder`).
+pub struct CenterLease {
+    /// The store it belongs to.
+    store: Etcd,
+    /// The etcd lease id.
+    id: i64,
+    /// Sends keep-alives.
+    keeper: LeaseKeeper,
+    /// Their answers.
+    answers: LeaseKeepAliveStream,
+}
+
+/// What one keep-alive round learned.
+#[derive(Debug)]
+pub struct Holder {
+    /// Whether this center holds `{prefix}/holder`.
+    pub is_me: bool,
+    /// The other centers: (id, URL).
+    pub peers: Vec<(String, String)>,
+}
+
+impl Etcd {
+    /// Takes a lease of `ttl` and announces center `me` at `url` on it.
+    pub async fn lease(&self, ttl: Duration, me: &str, url: &str) -> Result<CenterLease> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let mut client = self.client.clone();
+        let granted = tokio::time::timeout(self.timeout, client.lease_grant(seconds, None))
+            .await
+            .map_err(|_| store_error("lease grant", "no answer in time"))?
+            .map_err(|e| store_error("lease grant", e))?;
+        let id = granted.id();
+        let key = format!("{}{CENTERS}{me}", self.prefix);
+        tokio::time::timeout(
+            self.timeout,
+            client.put(key, url, Some(PutOptions::new().with_lease(id))),
+        )
+        .await
+        .map_err(|_| store_error("announce", "no answer in time"))?
+        .map_err(|e| store_error("announce", e))?;
+        let (keeper, answers) = tokio::time::timeout(self.timeout, client.lease_keep_alive(id))
+            .await
+            .map_err(|_| store_error("keep-alive", "no answer in time"))?
+            .map_err(|e| store_error("keep-alive", e))?;
+        Ok(CenterLease {
+            store: self.clone(),
+            id,
+            keeper,
+            answers,
+        })
+    }
+
+    /// The shared secret centers prove themselves to each other with: the one in
+    /// `{prefix}/secret`, written by the first center of the cluster (`candidate`).
+    pub async fn secret(&self, candidate: &str) -> Result<String> {
+        let key = format!("{}{SECRET}", self.prefix);
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(
+                key.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![TxnOp::put(key.as_str(), candidate, None)])
+            .or_else(vec![TxnOp::get(key.as_str(), None)]);
+        let mut kv = self.client.kv_client();
+        let answer = tokio::time::timeout(self.timeout, kv.txn(txn))
+            .await
+            .map_err(|_| store_error("secret", "no answer in time"))?
+            .map_err(|e| store_error("secret", e))?;
+        if answer.succeeded() {
+            return Ok(candidate.to_owned());
+        }
+        first_value(&answer)
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .ok_or_else(|| store_error("secret", "no value"))
+    }
+}
+
+/// The value of the first key a transaction's `get` returned.
+fn first_value(answer: &etcd_client::TxnResponse) -> Option<Vec<u8>> {
+    answer.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+        _ => None,
+    })
+}
+
+impl CenterLease {
+    /// Keeps the lease alive once, bids for the holder key if it is free, and reads
+    /// who the other centers are. `Err`: the lease is gone (expired) or etcd did not
+    /// answer in time.
+    pub async fn keep_alive_and_bid(&mut self, me: &str) -> Result<Holder> {
+        let timeout = self.store.timeout;
+        tokio::time::timeout(timeout, self.keeper.keep_alive())
+            .await
+            .map_err(|_| store_error("keep-alive", "no answer in time"))?
+            .map_err(|e| store_error("keep-alive", e))?;
+        let answer = tokio::time::timeout(timeout, self.answers.message())
+            .await
+            .map_err(|_| store_error("keep-alive", "no answer in time"))?
+            .map_err(|e| store_error("keep-alive", e))?
+            .ok_or_else(|| store_error("keep-alive", "the stream ended"))?;
+        if answer.ttl() <= 0 {
+            return Err(store_error("keep-alive", "the lease expired"));
+        }
+        let prefix = &self.store.prefix;
+        let holder = format!("{prefix}{HOLDER}");
+        let bid = Txn::new()
+            .when(vec![Compare::create_revision(
+                holder.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then(vec![TxnOp::put(
+                holder.as_str(),
+                me,
+                Some(PutOptions::new().with_lease(self.id)),
+            )])
+            .or_else(vec![TxnOp::get(holder.as_str(), None)]);
+        let mut kv = self.store.client.kv_client();
+        let answer = tokio::time::timeout(timeout, kv.txn(bid))
+            .await
+            .map_err(|_| store_error("bid", "no answer in time"))?
+            .map_err(|e| store_error("bid", e))?;
+        let is_me = answer.succeeded() || first_value(&answer).as_deref() == Some(me.as_bytes());
+        let centers = format!("{prefix}{CENTERS}");
+        let listed = tokio::time::timeout(
+            timeout,
+            kv.get(centers.as_str(), Some(GetOptions::new().with_prefix())),
+        )
+        .await
+        .map_err(|_| store_error("centers", "no answer in time"))?
+        .map_err(|e| store_error("centers", e))?;
+        let peers = listed
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                let id = std::str::from_utf8(kv.key()).ok()?.strip_prefix(&centers)?;
+                let url = std::str::from_utf8(kv.value()).ok()?;
+                (id != me).then(|| (id.to_owned(), url.to_owned()))
+            })
+            .collect();
+        Ok(Holder { is_me, peers })
+    }
+
+    /// Gives the lease up (its keys go with it), best effort.
+    pub async fn revoke(&mut self) -> Result<()> {
+        let mut client = self.store.client.clone();
+        tokio::time::timeout(self.store.timeout, client.lease_revoke(self.id))
+            .await
+            .map_err(|_| store_error("revoke", "no answer in time"))?
+            .map_err(|e| store_error("revoke", e))?;
+        Ok(())
     }
 }
 

@@ -32,3 +32,26 @@ pub struct StoredNode {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_sha256: Option<String>,
 }
+
+/// The sub-prefix where each center announces its URL, on its etcd lease.
+pub const CENTERS: &str = "centers/";
+
+/// The key of the lease holder (value: its center id), on its etcd lease.
+pub const HOLDER: &str = "holder";
+
+/// The key of the secret centers prove themselves to each other with.
+pub const SECRET: &str = "secret";
+
+/// Where a center takes the renewals another center accepted.
+pub const RENEWALS_PATH: &str = "/v1/cluster/renewals";
+
+/// The header carrying the cluster's secret on [`RENEWALS_PATH`].
+pub const SECRET_HEADER: &str = "x-isek-cluster-secret";
+
+/// The body of [`RENEWALS_PATH`]: ids renewed on the sending center since its last
+/// batch (about every 100 ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Renewals {
+    /// The renewed node ids.
+    pub ids: Vec<String>,
+}
